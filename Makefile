@@ -1,0 +1,44 @@
+# housebus: `make demo` runs the gateway against simulated radios, `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+TEST_PLUGINS := tests/plugins/housebus-example/
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo mosquitto bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(TEST_PLUGINS))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+		$(foreach p,$(PLUGINS) $(TEST_PLUGINS),-e ./$(p))
+	touch $(STAMP)
+
+# Mosquitto runs the tests' broker and the demo's; Debian and Ubuntu get it from apt.
+mosquitto:
+	@if command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing mosquitto with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then \
+		echo "installing mosquitto with sudo apt-get"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	else \
+		echo "mosquitto is missing: install the Mosquitto broker (e.g. 'apt-get install mosquitto mosquitto-clients' or 'brew install mosquitto') and run make again" >&2; \
+		exit 1; \
+	fi
+
+test: install mosquitto
+	$(PY) -m pytest
+
+demo: install mosquitto
+	$(VENV)/bin/housebus demo
+
+bench: install mosquitto
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,280 @@
+"""Reading and validating ``housebus.toml``.
+
+The whole file, core and plugin sections alike, is validated before any port is opened or
+the broker contacted, and every problem is reported at once. Problems name the section and
+the key but never the value, because the value may be a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+
+DEFAULT_PATH = Path("housebus.toml")
+CORE_SECTIONS = ("mqtt", "homeassistant", "logging")
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigModel(BaseModel):
+    """Base for config sections: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSettings(ConfigModel):
+    ca_certs: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    insecure: bool = Field(False, description="skip the broker hostname check")
+
+    @field_validator("ca_certs", "certfile", "keyfile")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+class MqttSettings(ConfigModel):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TlsSettings | None = None
+    client_id: str = Field(default_factory=lambda: f"housebus-{socket.gethostname()}-{os.getpid()}")
+    keepalive: int = Field(60, ge=5, le=65535)
+    base_topic: str = "housebus"
+    qos: Literal[0, 1, 2] = 1
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    output: Literal["json", "attributes", "both"] = "json"
+    retain: bool = Field(False, description="publish device state topics retained")
+    queue_size: int = Field(10_000, ge=1, description="publishes kept while the broker is away")
+
+    @field_validator("base_topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be non-empty and not start or end with '/'")
+        if any(c in value for c in "+#\0"):
+            raise ValueError("must not contain '+', '#' or NUL")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_needs_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("username") is None:
+            raise ValueError("a password needs a username")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return value
+        if info.data.get("password") is not None:
+            raise ValueError("set password or password_file, not both")
+        if info.data.get("username") is None:
+            raise ValueError("a password needs a username")
+        try:
+            value.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> MqttSettings:
+        if self.password_file is not None:
+            text = self.password_file.read_text(encoding="utf-8")
+            self.password = SecretStr(text.rstrip("\r\n"))
+        return self
+
+
+class HomeAssistantSettings(ConfigModel):
+    discovery: bool = True
+    prefix: str = "homeassistant"
+    status_topic: str = "homeassistant/status"
+
+
+class LoggingSettings(ConfigModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+def _default_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "housebus"
+
+
+class Settings(ConfigModel):
+    """The core's own part of the config file."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+
+@dataclass
+class Config:
+    """A validated config file.
+
+    Attributes:
+        path: the file it came from.
+        settings: the core sections.
+        sections: validated plugin sections, by section name, for sections present in the file.
+        skipped: sections present in the file whose plugin failed to load, with the reason.
+    """
+
+    path: Path
+    settings: Settings
+    sections: dict[str, BaseModel] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read the file; a missing or malformed file is a ``ConfigError``."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _where(path: Path, loc: tuple[str | int, ...]) -> str:
+    """``file: [section] key.sub`` for a location inside the file."""
+    if not loc:
+        return f"{path}:"
+    head, rest = loc[0], ".".join(str(p) for p in loc[1:])
+    if isinstance(head, str) and head not in ("data_dir",):
+        return f"{path}: [{head}] {rest}:" if rest else f"{path}: [{head}]:"
+    return f"{path}: {'.'.join(str(p) for p in loc)}:"
+
+
+def _expand_env(value: Any, loc: tuple[str | int, ...], path: Path, problems: list[str]) -> Any:
+    """Replace ``${NAME}`` with the environment variable's value, ``$$`` with ``$``."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(f"{_where(path, loc)} environment variable {name} is not set")
+                return ""
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*loc, k), path, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*loc, i), path, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith(("Value error, ", "Assertion failed, ")):
+            msg = msg.split(", ", 1)[1]
+        loc = tuple(err["loc"])
+        if loc and isinstance(loc[-1], str) and loc[-1].startswith("function-"):
+            loc = loc[:-1]
+        out.append(f"{_where(path, (*prefix, *loc))} {msg}")
+    return out
+
+
+def validate(
+    path: Path,
+    raw: Mapping[str, Any],
+    models: Mapping[str, type[BaseModel]],
+    unavailable: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a parsed config file against the core models and the plugins' models.
+
+    Args:
+        path: the file name, for messages.
+        raw: the parsed TOML.
+        models: config model per plugin section name, from the loaded plugins.
+        unavailable: section name -> reason, for plugins that failed to load; their
+            sections are skipped rather than called unknown.
+
+    Raises:
+        ConfigError: with every problem found.
+    """
+    unavailable = unavailable or {}
+    problems: list[str] = []
+    data = _expand_env(dict(raw), (), path, problems)
+    core = {k: v for k, v in data.items() if k in (*CORE_SECTIONS, "data_dir")}
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(core)
+    except ValidationError as exc:
+        problems.extend(_problems(path, (), exc))
+    else:
+        if settings.homeassistant.discovery and settings.mqtt.output == "attributes":
+            problems.append(
+                f"{_where(path, ('mqtt', 'output'))} \"attributes\" leaves Home Assistant without the JSON "
+                'state topic its discovery uses; use "both", or set homeassistant.discovery = false'
+            )
+
+    config_sections: dict[str, BaseModel] = {}
+    skipped: dict[str, str] = {}
+    for name, value in data.items():
+        if name in core:
+            continue
+        if name in unavailable:
+            skipped[name] = unavailable[name]
+        elif name not in models:
+            known = ", ".join(sorted(models)) or "none"
+            what = "section" if isinstance(value, dict) else "key"
+            problems.append(f"{_where(path, (name,))} unknown {what} (plugin sections available: {known})")
+        elif not isinstance(value, dict):
+            problems.append(f"{_where(path, (name,))} must be a table, [{name}]")
+        else:
+            try:
+                config_sections[name] = models[name].model_validate(value)
+            except ValidationError as exc:
+                problems.extend(_problems(path, (name,), exc))
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return Config(path, settings, config_sections, skipped)
+
+
+def load(
+    path: Path,
+    models: Mapping[str, type[BaseModel]],
+    unavailable: Mapping[str, str] | None = None,
+) -> Config:
+    """Read and validate ``path``; see ``validate``."""
+    return validate(path, read_toml(path), models, unavailable)

@@ -1,0 +1,305 @@
+"""The one MQTT connection of the gateway (paho-mqtt 2.x, callback API version 2).
+
+Ordering and loss are handled here rather than left to paho:
+
+* While the broker is away, publishes go to a bounded outbox (oldest dropped and counted).
+  After a reconnect the outbox is flushed in order, but only once the SUBACK for our
+  subscriptions is in: by then paho has re-sent the QoS>0 messages that were in flight when
+  the connection dropped, which are older than anything in the outbox.
+* Every retained publish is remembered and replayed after each reconnect, because a broker
+  without persistence forgets retained messages when it restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import MqttSettings
+from gateway.errors import CommandError
+
+log = logging.getLogger("housebus.mqtt")
+
+ONLINE = "online"
+OFFLINE = "offline"
+RECONNECT_MIN_DELAY = 1
+RECONNECT_MAX_DELAY = 30
+
+Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message received from the broker."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    qos: int = 0
+
+    def text(self) -> str:
+        """The payload as text; raises ``CommandError`` if it is not UTF-8."""
+        try:
+            return self.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandError("payload is not UTF-8 text") from None
+
+    def json(self) -> Any:
+        """The payload parsed as JSON; raises ``CommandError`` if it is not JSON."""
+        try:
+            return json.loads(self.payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"payload is not valid JSON: {exc}") from None
+
+
+def encode(payload: Payload) -> bytes:
+    """Bytes for a payload: dicts and lists become compact JSON, numbers their text."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    if payload is None:
+        return b""
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    if isinstance(payload, bool | dict | list):
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return str(payload).encode()
+
+
+def valid_filter(topic_filter: str) -> bool:
+    """True if ``topic_filter`` is a well-formed MQTT subscription filter."""
+    levels = topic_filter.split("/")
+    last = len(levels) - 1
+    return bool(topic_filter) and all(
+        ("#" not in level or (level == "#" and i == last)) and ("+" not in level or level == "+")
+        for i, level in enumerate(levels)
+    )
+
+
+class Subscription:
+    """A topic filter and the callback it feeds; ``cancel()`` to stop receiving."""
+
+    __slots__ = ("_bus", "callback", "filter")
+
+    def __init__(self, bus: MqttBus, topic_filter: str, callback: Callable[[Message], None]) -> None:
+        self._bus = bus
+        self.filter = topic_filter
+        self.callback = callback
+
+    def cancel(self) -> None:
+        self._bus._unsubscribe(self)
+
+
+class MqttBus:
+    """Publishing, subscribing and connection state, shared by the core and all components.
+
+    Args:
+        settings: the ``[mqtt]`` section.
+        state_topic: the availability topic; it carries the last will.
+    """
+
+    def __init__(self, settings: MqttSettings, state_topic: str) -> None:
+        self.settings = settings
+        self.state_topic = state_topic
+        self.dropped = 0
+        self.on_connected: list[Callable[[], None]] = []
+        self._lock = threading.RLock()
+        self._connected = False
+        self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._subs: list[Subscription] = []
+        self._match_cache: dict[str, tuple[Subscription, ...]] = {}
+        self._down_logged = False
+        self._stopping = False
+
+        v5 = settings.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            reconnect_on_failure=True,
+        )
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else None
+            client.username_pw_set(settings.username, password)
+        if settings.tls is not None:
+            tls = settings.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_certs) if tls.ca_certs else None,
+                certfile=str(tls.certfile) if tls.certfile else None,
+                keyfile=str(tls.keyfile) if tls.keyfile else None,
+            )
+            client.tls_insecure_set(tls.insecure)
+        client.will_set(state_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; publishing works at once and is queued until then."""
+        s = self.settings
+        log.info("connecting to %s:%s as %s", s.host, s.port, s.username or "anonymous client")
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Publish ``offline`` (when connected), disconnect and stop the network thread."""
+        self._stopping = True
+        if self._connected:
+            info = self._client.publish(self.state_topic, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.debug("offline not confirmed by the broker before shutdown")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def queued(self) -> int:
+        return len(self._outbox)
+
+    # ---- publish / subscribe ---------------------------------------------------------
+
+    def publish(self, topic: str, payload: Payload, qos: int | None = None, retain: bool = False) -> None:
+        """Publish now, or queue until the broker is back. Never blocks on the network."""
+        data = encode(payload)
+        q = self.settings.qos if qos is None else qos
+        with self._lock:
+            if retain:
+                self._retained[topic] = (data, q)
+            if self._connected:
+                self._client.publish(topic, data, q, retain)
+                return
+            outbox = self._outbox
+            if len(outbox) >= self.settings.queue_size:
+                outbox.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("broker unreachable and queue full: %d oldest messages dropped", self.dropped)
+            outbox.append((topic, data, q, retain))
+
+    def subscribe(self, topic_filter: str, callback: Callable[[Message], None]) -> Subscription:
+        """Call ``callback(message)`` on the network thread for every message matching the filter.
+
+        The callback must return quickly; components get theirs run on their own worker.
+        """
+        if not valid_filter(topic_filter):
+            raise ValueError(f"invalid topic filter: {topic_filter!r}")
+        sub = Subscription(self, topic_filter, callback)
+        with self._lock:
+            new = all(s.filter != topic_filter for s in self._subs)
+            self._subs.append(sub)
+            self._match_cache.clear()
+            if new and self._connected:
+                self._client.subscribe(topic_filter, self.settings.qos)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub not in self._subs:
+                return
+            self._subs.remove(sub)
+            self._match_cache.clear()
+            if self._connected and all(s.filter != sub.filter for s in self._subs):
+                self._client.unsubscribe(sub.filter)
+
+    # ---- paho callbacks (network thread) -----------------------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            self._log_down(f"broker refused the connection: {rc}")
+            return
+        log.info("connected to broker %s:%s", self.settings.host, self.settings.port)
+        self._down_logged = False
+        client.publish(self.state_topic, ONLINE, qos=1, retain=True)
+        with self._lock:
+            filters = list(dict.fromkeys(s.filter for s in self._subs))
+        if filters:
+            client.subscribe([(f, self.settings.qos) for f in filters])
+        else:
+            self._flush()
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode],
+                      props: Any) -> None:
+        for code in codes:
+            if code.is_failure:
+                log.warning("broker refused a subscription: %s", code)
+        if not self._connected:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            sent = 0
+            while self._outbox:
+                topic, data, q, retain = self._outbox.popleft()
+                if not retain:  # the latest retained value per topic is replayed below
+                    self._client.publish(topic, data, q, False)
+                    sent += 1
+            for topic, (data, q) in self._retained.items():
+                if topic != self.state_topic:
+                    self._client.publish(topic, data, q, True)
+            self._connected = True
+        if sent:
+            log.info("delivered %d messages queued while disconnected", sent)
+        for callback in self.on_connected:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in on-connect callback %s", callback)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._log_down(f"cannot reach broker {self.settings.host}:{self.settings.port}")
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode,
+                       props: Any) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+        if was and not self._stopping:
+            self._log_down(f"lost connection to broker: {rc}")
+
+    def _log_down(self, message: str) -> None:
+        """Log the first failure of an outage only; the rest go to debug."""
+        if self._down_logged:
+            log.debug("%s", message)
+        else:
+            self._down_logged = True
+            log.warning("%s; retrying with backoff up to %d s", message, RECONNECT_MAX_DELAY)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        topic = msg.topic
+        subs = self._match_cache.get(topic)
+        if subs is None:
+            with self._lock:
+                subs = tuple(s for s in self._subs if paho.topic_matches_sub(s.filter, topic))
+                if len(self._match_cache) > 4096:
+                    self._match_cache.clear()
+                self._match_cache[topic] = subs
+        if not subs:
+            return
+        message = Message(topic, msg.payload, bool(msg.retain), msg.qos)
+        for sub in subs:
+            try:
+                sub.callback(message)
+            except Exception:
+                log.exception("error handling message on %s", topic)

@@ -1,0 +1,243 @@
+"""Serial ports that survive being unplugged: the transport the radio plugins share.
+
+A ``SerialLink`` owns one pyserial URL (a device path, ``socket://host:port``,
+``rfc2217://host:port``). A thread of its own opens it, reads it and, when the port is
+missing or drops, closes it, reports the component offline and tries again with backoff
+capped at 30 s. The protocol's callbacks run on the component's worker, never on the
+reader thread, so protocol code needs no locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import serial
+from pydantic import AfterValidator
+
+READ_TIMEOUT = 1.0  # bounds how long close() waits for a reader blocked in read()
+WRITE_TIMEOUT = 2.0
+BACKOFF_MAX = 30.0
+_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110")
+
+
+def check_url(url: str) -> str:
+    """Accept a device path or a pyserial URL with a known scheme."""
+    if not url.strip():
+        raise ValueError("must be a device path or a pyserial URL")
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        if scheme not in _SCHEMES:
+            raise ValueError(f"unknown serial URL scheme {scheme!r}; use a device path or one of "
+                             + ", ".join(f"{s}://" for s in _SCHEMES))
+    return url
+
+
+SerialUrl = Annotated[str, AfterValidator(check_url)]
+"""A pydantic type for a ``port`` option: a device path or a pyserial URL."""
+
+
+class SerialProtocol:
+    """What a component implements to talk over a ``SerialLink``; all methods are optional."""
+
+    def connection_made(self, link: SerialLink) -> None:
+        """The port is open (first time or again): (re-)initialise the device here."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived, in arbitrary chunks."""
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The port closed; ``exc`` says why, ``None`` for a requested close."""
+
+
+class LineProtocol(SerialProtocol):
+    """Splits the byte stream into lines (LF or CRLF) for ``line_received``.
+
+    A line longer than ``max_line`` is noise or a missing terminator; it is passed to
+    ``line_overflow`` and dropped, so garbage cannot grow the buffer without bound.
+    """
+
+    max_line = 1024
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def connection_made(self, link: SerialLink) -> None:
+        self._buffer.clear()  # a partial line from before the reconnect is not continued
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        if b"\n" not in data:
+            if len(buf) > self.max_line:
+                self.line_overflow(bytes(buf))
+                buf.clear()
+            return
+        *lines, rest = buf.split(b"\n")
+        buf[:] = rest
+        for line in lines:
+            self.line_received(line.rstrip(b"\r"))
+
+    def line_received(self, line: bytes) -> None:
+        """One line, without its terminator, as raw bytes (it may not be valid text)."""
+
+    def line_overflow(self, data: bytes) -> None:
+        """Called with data that grew past ``max_line`` without a line end."""
+
+
+class SerialLink:
+    """One serial port kept open for a component.
+
+    Args:
+        name: component name, for log lines.
+        url: a device path or pyserial URL.
+        protocol: receives the port's events.
+        dispatch: runs a callable on the component's worker.
+        on_state: called with True when the port opens and False when it closes.
+        log: the component's logger.
+        options: passed to pyserial (``baudrate``, ``bytesize``, ``parity``, ...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        protocol: SerialProtocol,
+        dispatch: Callable[..., None],
+        on_state: Callable[[bool], None],
+        log: logging.Logger,
+        **options: Any,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.protocol = protocol
+        self._dispatch = dispatch
+        self._on_state = on_state
+        self._log = log
+        self._options = options
+        self._serial: serial.SerialBase | None = None
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._kick = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"housebus-{name}-serial", daemon=True)
+        self.opened_count = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._serial is not None
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data``; returns False (and writes nothing) when the port is not open."""
+        with self._write_lock:
+            ser = self._serial
+            if ser is None:
+                return False
+            try:
+                ser.write(data)
+                return True
+            except (serial.SerialException, OSError) as exc:
+                # The reader notices the same failure and reconnects; just report it.
+                self._log.debug("write to %s failed: %s", self.url, exc)
+                return False
+
+    def reconnect(self) -> None:
+        """Close and reopen the port, e.g. when the device stopped answering."""
+        self._kick.set()
+        self._interrupt()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Close the port for good; waits for the reader thread to end."""
+        self._closing.set()
+        self._interrupt()
+        self.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the reader thread to end after ``close``."""
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _interrupt(self) -> None:
+        ser = self._serial
+        if ser is not None and hasattr(ser, "cancel_read"):
+            try:
+                ser.cancel_read()
+            except Exception:  # a half-closed port; the read timeout ends the read anyway
+                self._log.debug("cancel_read failed on %s", self.url, exc_info=True)
+
+    def _open(self) -> serial.SerialBase:
+        options = {"timeout": READ_TIMEOUT, "write_timeout": WRITE_TIMEOUT, **self._options}
+        if "://" not in self.url:
+            options.setdefault("exclusive", True)  # two processes sharing a radio garble both
+        ser = serial.serial_for_url(self.url, do_not_open=True, **options)
+        ser.open()
+        return ser
+
+    def _run(self) -> None:
+        delay = 1.0
+        reported_down = False
+        while not self._closing.is_set():
+            try:
+                ser = self._open()
+            except (serial.SerialException, OSError, ValueError) as exc:
+                if not reported_down:
+                    self._log.warning("cannot open %s: %s; retrying with backoff up to %d s",
+                                      self.url, exc, BACKOFF_MAX)
+                    self._on_state(False)
+                    reported_down = True
+                else:
+                    self._log.debug("still cannot open %s: %s", self.url, exc)
+                self._closing.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            delay = 1.0
+            reported_down = False
+            self._kick.clear()
+            self._serial = ser
+            self.opened_count += 1
+            self._log.info("opened %s", self.url)
+            self._on_state(True)
+            self._dispatch(self.protocol.connection_made, self)
+            reason = self._read(ser)
+            with self._write_lock:
+                self._serial = None
+                try:
+                    ser.close()
+                except Exception:
+                    self._log.debug("error closing %s", self.url, exc_info=True)
+            self._dispatch(self.protocol.connection_lost, reason)
+            if self._closing.is_set():
+                break
+            if reason is not None:
+                self._log.warning("lost %s: %s; reconnecting", self.url, reason)
+                self._on_state(False)
+                reported_down = True
+                self._closing.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+            else:
+                self._log.info("reopening %s", self.url)
+                self._on_state(False)
+        self._on_state(False)
+
+    def _read(self, ser: serial.SerialBase) -> BaseException | None:
+        """Read until the port fails (returns the error) or a close/reopen is asked (None)."""
+        dispatch = self._dispatch
+        received = self.protocol.data_received
+        try:
+            while not (self._closing.is_set() or self._kick.is_set()):
+                data = ser.read(1)
+                if data:
+                    waiting = ser.in_waiting
+                    if waiting:
+                        data += ser.read(waiting)
+                    dispatch(received, data)
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            # pyserial raises TypeError/AttributeError when the fd vanishes under a read
+            if self._closing.is_set() or self._kick.is_set():
+                return None
+            return exc
+        return None

@@ -1,0 +1,77 @@
+"""The latest state of every device, and publishing it the way ``[mqtt] output`` asks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.mqtt import MqttBus
+
+
+def _attribute_payload(value: Any) -> bytes | str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class StateStore:
+    """Remembers each device's state dict and publishes it.
+
+    A device is named by its topic below the base topic, e.g. ``rf12/kitchen``. Like
+    zigbee2mqtt's ``cache_state``, every publish carries all known keys of the device,
+    so a consumer never has to merge partial updates.
+    """
+
+    def __init__(self, bus: MqttBus, base_topic: str, output: str, retain: bool) -> None:
+        self._bus = bus
+        self._base = base_topic
+        self._json = output in ("json", "both")
+        self._attributes = output in ("attributes", "both")
+        self._retain = retain
+        self._states: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def topic(self, device: str) -> str:
+        return f"{self._base}/{device}"
+
+    def update(self, device: str, values: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        """Merge ``values`` into the device's state (or replace it) and publish the result.
+
+        Returns:
+            The device's full state after the update.
+        """
+        with self._lock:
+            if replace or device not in self._states:
+                state = dict(values)
+            else:
+                state = self._states[device] | dict(values)
+            self._states[device] = state
+        self._publish(device, state, values)
+        return state
+
+    def get(self, device: str) -> dict[str, Any] | None:
+        with self._lock:
+            state = self._states.get(device)
+            return dict(state) if state is not None else None
+
+    def devices(self) -> list[str]:
+        with self._lock:
+            return list(self._states)
+
+    def republish(self) -> None:
+        """Publish every known state again (Home Assistant came back)."""
+        with self._lock:
+            states = list(self._states.items())
+        for device, state in states:
+            self._publish(device, state, state)
+
+    def _publish(self, device: str, state: Mapping[str, Any], changed: Mapping[str, Any]) -> None:
+        topic = f"{self._base}/{device}"
+        if self._json:
+            payload = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+            self._bus.publish(topic, payload, retain=self._retain)
+        if self._attributes:
+            for key, value in changed.items():
+                self._bus.publish(f"{topic}/{key}", _attribute_payload(value), retain=self._retain)
