@@ -35,6 +35,7 @@ class Running:
     context: Context
     worker: Worker
     error: str | None = None
+    started: bool = False
 
 
 class Gateway:
@@ -114,6 +115,7 @@ class Gateway:
             except Exception as exc:
                 self._component_failed(running, "failed to start", exc)
             else:
+                running.started = True
                 log.info("[%s] started (plugin %s)", running.section, running.plugin)
 
     def _component_failed(self, running: Running, what: str, exc: Exception) -> None:
@@ -149,7 +151,8 @@ class Gateway:
 
     def info(self) -> dict[str, Any]:
         """The ``bridge/info`` document. It holds no secrets."""
-        state = {r.section: ("failed" if r.error else "running") for r in self.running}
+        state = {r.section: ("failed" if r.error else "running" if r.started else "starting")
+                 for r in self.running}
         plugins = []
         for record in self.plugins.loaded:
             entry = record.as_dict()

@@ -270,7 +270,7 @@ class Context:
     # ---- lifecycle (core only) ---------------------------------------------------------
 
     def _release(self) -> list[SerialLink]:
-        """Cancel subscriptions and timers; ask serial links to close. Returns the links."""
+        """Cancel subscriptions and timers, ask serial links to close, go offline. Returns the links."""
         with self._lock:
             subs, timers, links = self._subs, self._timers, self._links
             self._subs, self._timers, self._links = [], [], []
@@ -280,4 +280,6 @@ class Context:
             timer.cancel()
         for link in links:
             link.close(timeout=0)
+        if self._available:
+            self.set_available(False)
         return links

@@ -118,6 +118,7 @@ class MqttBus:
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._subs: list[Subscription] = []
+        self._session_filters: set[str] = set()  # subscribed at the broker in this connection
         self._match_cache: dict[str, tuple[Subscription, ...]] = {}
         self._down_logged = False
         self._stopping = False
@@ -211,6 +212,7 @@ class MqttBus:
             self._subs.append(sub)
             self._match_cache.clear()
             if new and self._connected:
+                self._session_filters.add(topic_filter)
                 self._client.subscribe(topic_filter, self.settings.qos)
         return sub
 
@@ -221,6 +223,7 @@ class MqttBus:
             self._subs.remove(sub)
             self._match_cache.clear()
             if self._connected and all(s.filter != sub.filter for s in self._subs):
+                self._session_filters.discard(sub.filter)
                 self._client.unsubscribe(sub.filter)
 
     # ---- paho callbacks (network thread) -----------------------------------------------
@@ -234,6 +237,7 @@ class MqttBus:
         client.publish(self.state_topic, ONLINE, qos=1, retain=True)
         with self._lock:
             filters = list(dict.fromkeys(s.filter for s in self._subs))
+            self._session_filters = set(filters)
         if filters:
             client.subscribe([(f, self.settings.qos) for f in filters])
         else:
@@ -249,6 +253,12 @@ class MqttBus:
 
     def _flush(self) -> None:
         with self._lock:
+            # Filters added between CONNACK and now were not in the first SUBSCRIBE.
+            late = [s.filter for s in self._subs if s.filter not in self._session_filters]
+            if late:
+                late = list(dict.fromkeys(late))
+                self._session_filters.update(late)
+                self._client.subscribe([(f, self.settings.qos) for f in late])
             sent = 0
             while self._outbox:
                 topic, data, q, retain = self._outbox.popleft()

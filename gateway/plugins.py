@@ -138,6 +138,10 @@ def _fail(pm: pluggy.PluginManager, record: PluginRecord, reason: str) -> None:
         pm.unregister(name=record.name)
 
 
+def _sections(classes: list[Any]) -> set[str]:
+    return {getattr(c, "section", None) for c in classes} - {None}
+
+
 def _check_component(cls: Any) -> str | None:
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         return f"registered {cls!r}, which is not a gateway.Component subclass"
@@ -195,10 +199,18 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
                     log.error("plugin %s: %s", record.name, record.error)
     pm.check_pending()
 
-    owners: dict[str, str] = {}
+    registered = []
     for record, classes in call_each(pm, "gateway_register_components", records):
+        if classes is not None and not isinstance(classes, list | tuple | set | frozenset):
+            _fail(pm, record, f"gateway_register_components returned {type(classes).__name__}, not a list")
+            log.error("plugin %s: %s", record.name, record.error)
+        else:
+            registered.append((record, list(classes or ())))
+    # A section belongs to the plugin named like it (rf12 owns [rf12]), else to the first claimant.
+    owners: dict[str, str] = {}
+    for record, classes in sorted(registered, key=lambda rc: rc[0].name not in _sections(rc[1])):
         problems = []
-        for cls in classes or ():
+        for cls in classes:
             problem = _check_component(cls)
             if problem is None and cls.section in owners:
                 problem = f"section [{cls.section}] is already provided by plugin {owners[cls.section]}"

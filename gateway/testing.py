@@ -54,7 +54,8 @@ class MqttWatch:
     """
 
     def __init__(self, broker: Broker, username: str | None = None, password: str | None = None,
-                 protocol: str = "3.1.1", anonymous: bool = False) -> None:
+                 protocol: str = "3.1.1", anonymous: bool = False, client_id: str | None = None,
+                 persistent: bool = False) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -67,8 +68,12 @@ class MqttWatch:
         self.connect_result: Any = None
         self._acks: dict[int, threading.Event] = {}
         v5 = protocol == "5"
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+        # A persistent session makes the broker keep messages for this client while it is
+        # away, e.g. across a broker restart.
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"watch-{uuid.uuid4().hex[:8]}",
+                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                                  clean_session=None if v5 else not persistent)
+        self.client.reconnect_delay_set(1, 2)
         if not anonymous:
             user = username or TEST_SUPERUSER
             self.client.username_pw_set(user, password if password is not None else broker.passwords.get(user))
@@ -161,6 +166,28 @@ class MqttWatch:
             return predicate is None or bool(predicate(data))
 
         return self.wait_for(topic_filter, match, after=after, timeout=timeout).json()
+
+    def wait_ready(self, base_topic: str, *, after: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Wait for the gateway at ``base_topic`` to be connected with its components started.
+
+        ``bridge/info`` is published after the gateway's subscriptions are made, so once it
+        arrives, commands published by this client reach the gateway.
+        """
+        return self.wait_json(f"{base_topic}/bridge/info", _all_started, after=after, timeout=timeout)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; for state that sends no event (use ``wait_for`` when one does)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout} s")
+        time.sleep(0.01)
+
+
+def _all_started(info: Any) -> bool:
+    states = [s for p in info.get("plugins", []) for s in p.get("components", {}).values()]
+    return "starting" not in states
 
 
 @dataclass(frozen=True)
