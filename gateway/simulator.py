@@ -53,7 +53,7 @@ class SimulatedPort:
 
     def close(self) -> None:
         self._closed = True
-        os.write(self._stop_w, b"x")
+        self._wake()
         if self._thread is not None:
             self._thread.join(2)
         self.unplug()
@@ -66,6 +66,12 @@ class SimulatedPort:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _wake(self) -> None:
+        # A descriptor closed while the port thread waits in select() stays open until the
+        # select returns, so the gateway would not see the hang-up: wake the thread.
+        with contextlib.suppress(OSError):
+            os.write(self._stop_w, b"w")
 
     def _deliver(self, data: bytes) -> None:
         if self.on_data is not None:
@@ -113,7 +119,7 @@ class PtyPort(SimulatedPort):
                 tmp.unlink()
             tmp.symlink_to(os.ttyname(slave))
             tmp.replace(self.path)
-        os.write(self._stop_w, b"r")  # wake the reader to watch the new fd
+        self._wake()  # to watch the new descriptor
 
     def unplug(self) -> None:
         with self._lock:
@@ -124,6 +130,7 @@ class PtyPort(SimulatedPort):
                     with contextlib.suppress(OSError):
                         os.close(fd)
             self._master = self._slave = None
+        self._wake()
 
     def send(self, data: bytes) -> bool:
         with self._lock:
@@ -179,7 +186,7 @@ class TcpPort(SimulatedPort):
             server.listen(1)
             self.port = server.getsockname()[1]
             self._server = server
-        os.write(self._stop_w, b"r")
+        self._wake()
 
     def unplug(self) -> None:
         with self._lock:
@@ -190,6 +197,7 @@ class TcpPort(SimulatedPort):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     sock.close()
             self._client = self._server = None
+        self._wake()
 
     @property
     def client_connected(self) -> bool:

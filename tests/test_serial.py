@@ -1,0 +1,204 @@
+"""Serial links against simulated ports: data both ways, unplug and replug, re-initialisation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway import Component, ConfigModel, LineProtocol, SerialUrl, hookimpl
+from gateway.simulator import PtyPort, TcpPort
+
+pytestmark = pytest.mark.broker
+
+
+class Recorder:
+    """The device side: collects what the gateway writes."""
+
+    def __init__(self):
+        self.data = b""
+        self.cond = threading.Condition()
+
+    def __call__(self, data: bytes) -> None:
+        with self.cond:
+            self.data += data
+            self.cond.notify_all()
+
+    def wait_for(self, expected: bytes, timeout: float = 10) -> bytes:
+        with self.cond:
+            if not self.cond.wait_for(lambda: expected in self.data, timeout):
+                raise TimeoutError(f"{expected!r} not written; got {self.data!r}")
+            return self.data
+
+
+class Pinger(Component, LineProtocol):
+    """Says INIT whenever its port opens, as a radio driver re-initialises its device."""
+
+    section = "pinger"
+
+    class Config(ConfigModel):
+        port: SerialUrl
+
+    def __init__(self, ctx):
+        Component.__init__(self, ctx)
+        LineProtocol.__init__(self)
+        self.opened = 0
+
+    def start(self):
+        self.link = self.ctx.open_serial(self.ctx.config.port, self, baudrate=57600)
+
+    def connection_made(self, link):
+        super().connection_made(link)
+        self.opened += 1
+        link.write(f"INIT {self.opened}\n".encode())
+
+    def line_received(self, line):
+        self.ctx.publish_state("pinger", {"line": line.decode(), "opened": self.opened})
+
+
+class PingerPlugin:
+    @hookimpl
+    def gateway_register_components(self):
+        return [Pinger]
+
+
+PLUGINS = [("pinger", PingerPlugin())]
+
+
+@pytest.fixture(params=["pty", "tcp"])
+def port(request, tmp_path):
+    recorder = Recorder()
+    sim = PtyPort(tmp_path / "ttyPINGER", recorder) if request.param == "pty" else TcpPort(recorder)
+    sim.recorder = recorder
+    yield sim
+    sim.close()
+
+
+def test_port_lost_and_back_is_reopened_and_reinitialised(port, gateway_factory, mqtt_watch, housebus_topics,
+                                                         caplog):
+    base = housebus_topics.base
+    caplog.set_level(logging.INFO, logger="housebus")
+    gateway_factory({"pinger": {"port": port.url}}, plugins=PLUGINS)
+    port.recorder.wait_for(b"INIT 1\n")
+    assert mqtt_watch.wait_for(f"{base}/pinger/availability").text == "online"
+    port.send(b"hello\r\n")
+    assert mqtt_watch.wait_json(f"{base}/pinger") == {"line": "hello", "opened": 1}
+
+    mark = mqtt_watch.mark()
+    port.unplug()
+    assert mqtt_watch.wait_for(f"{base}/pinger/availability", after=mark).text == "offline"
+    mark = mqtt_watch.mark()
+    port.replug()
+    port.recorder.wait_for(b"INIT 2\n", timeout=15)
+    assert mqtt_watch.wait_for(f"{base}/pinger/availability", after=mark, timeout=15).text == "online"
+    port.send(b"again\n")
+    assert mqtt_watch.wait_json(f"{base}/pinger", after=mark) == {"line": "again", "opened": 2}
+    lost = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "housebus.pinger"]
+    assert len(lost) == 1 and "lost" in lost[0].getMessage()
+
+
+def test_missing_port_is_retried_until_it_appears(tmp_path, gateway_factory, mqtt_watch, housebus_topics, caplog):
+    base = housebus_topics.base
+    path = tmp_path / "ttyLATE"
+    gateway_factory({"pinger": {"port": str(path)}}, plugins=PLUGINS)
+    assert mqtt_watch.wait_for(f"{base}/pinger/availability").text == "offline"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.pinger" and r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(f"cannot open {path}: ")
+    recorder = Recorder()
+    with PtyPort(path, recorder):
+        recorder.wait_for(b"INIT 1\n", timeout=15)
+        assert mqtt_watch.wait_for(f"{base}/pinger/availability", lambda m: m.text == "online").retain is False
+
+
+def test_stop_closes_the_port(port, gateway_factory, mqtt_watch, housebus_topics):
+    gw = gateway_factory({"pinger": {"port": port.url}}, plugins=PLUGINS)
+    port.recorder.wait_for(b"INIT 1\n")
+    link = gw.running[0].component.link
+    assert link.connected
+    gw.stop()
+    assert not link.connected
+    assert not link._thread.is_alive()
+
+
+def test_a_busy_component_does_not_stall_the_others(gateway_factory, mqtt_watch, housebus_topics):
+    release = threading.Event()
+
+    class Stuck(Component):
+        section = "stuck"
+
+        def start(self):
+            self.ctx.subscribe(self.ctx.topic("stuck", "set"), lambda m: release.wait(10))
+
+    class Quick(Component):
+        section = "quick"
+
+        def start(self):
+            self.ctx.subscribe(self.ctx.topic("quick", "set"),
+                               lambda m: self.ctx.publish_state("quick", {"got": m.text()}))
+
+    class Plugin:
+        @hookimpl
+        def gateway_register_components(self):
+            return [Stuck, Quick]
+
+    base = housebus_topics.base
+    gateway_factory({"stuck": {}, "quick": {}}, plugins=[("both", Plugin())])
+    mqtt_watch.wait_ready(base)
+    try:
+        mqtt_watch.publish(f"{base}/stuck/set", "x")
+        mqtt_watch.publish(f"{base}/quick/set", "ping")
+        assert mqtt_watch.wait_json(f"{base}/quick") == {"got": "ping"}
+        assert not release.is_set()
+    finally:
+        release.set()
+
+
+def test_bad_url_is_a_config_error():
+    from pydantic import BaseModel, ValidationError
+
+    class M(BaseModel):
+        port: SerialUrl
+
+    assert M(port="socket://192.0.2.1:4000").port == "socket://192.0.2.1:4000"
+    assert M(port="/dev/ttyUSB0").port == "/dev/ttyUSB0"
+    with pytest.raises(ValidationError, match="unknown serial URL scheme 'htp'"):
+        M(port="htp://x")
+
+
+class Lines(LineProtocol):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+        self.overflows = 0
+
+    def line_received(self, line):
+        self.lines.append(line)
+
+    def line_overflow(self, data):
+        self.overflows += 1
+
+
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+       st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=10))
+def test_lines_survive_any_chunking(lines, cuts):
+    stream = b"".join(line + b"\r\n" for line in lines)
+    proto = Lines()
+    pos, i = 0, 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        proto.data_received(stream[pos:pos + step])
+        pos, i = pos + step, i + 1
+    assert proto.lines == [line.rstrip(b"\r") for line in lines]
+
+
+@given(st.binary(min_size=0, max_size=5000))
+def test_garbage_never_grows_the_buffer_without_bound(noise):
+    proto = Lines()
+    proto.max_line = 100
+    proto.data_received(noise)
+    proto.data_received(b"\nok\n")
+    assert proto.lines[-1] == b"ok"
+    assert len(proto._buffer) == 0
