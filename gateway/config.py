@@ -37,7 +37,8 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class ConfigModel(BaseModel):
     """Base for config sections: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: the models of plugins that are installed but not configured are never built.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class TlsSettings(ConfigModel):

@@ -137,7 +137,9 @@ class PtyPort(SimulatedPort):
             if self._master is None:
                 return False
             try:
-                os.write(self._master, data)
+                view = memoryview(data)
+                while view:  # a terminal takes at most its buffer's worth per write
+                    view = view[os.write(self._master, view):]
                 return True
             except OSError:
                 return False
