@@ -9,6 +9,7 @@ client logged in as the read-mostly ``dashboard`` user prints every message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,7 +97,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stack.callback(broker.stop)
         plugins = load_plugins()
         sections: dict[str, Any] = {}
-        for record, result in call_each(plugins.pm, "gateway_demo_setup", {r.name: r for r in plugins.loaded},
+        for _, result in call_each(plugins.pm, "gateway_demo_setup", {r.name: r for r in plugins.loaded},
                                         workdir=workdir, stack=stack):
             sections.update(result or {})
         config = {
@@ -144,9 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
             return 1
         mark = watch.mark()
         stop_gateway()
-        try:  # show the final 'offline' before the broker goes
+        with contextlib.suppress(TimeoutError):  # show the final 'offline' before the broker goes
             watch.wait_for("housebus/bridge/state", lambda m: m.payload == b"offline", after=mark, timeout=2)
-        except TimeoutError:
-            pass
         stop.set()
     return 0

@@ -239,7 +239,7 @@ class MqttBus:
             filters = list(dict.fromkeys(s.filter for s in self._subs))
             self._session_filters = set(filters)
         if filters:
-            client.subscribe([(f, self.settings.qos) for f in filters])
+            client.subscribe([(f, int(self.settings.qos)) for f in filters])
         else:
             self._flush()
 
@@ -258,7 +258,7 @@ class MqttBus:
             if late:
                 late = list(dict.fromkeys(late))
                 self._session_filters.update(late)
-                self._client.subscribe([(f, self.settings.qos) for f in late])
+                self._client.subscribe([(f, int(self.settings.qos)) for f in late])
             sent = 0
             while self._outbox:
                 topic, data, q, retain = self._outbox.popleft()
@@ -307,7 +307,7 @@ class MqttBus:
                 self._match_cache[topic] = subs
         if not subs:
             return
-        message = Message(topic, msg.payload, bool(msg.retain), msg.qos)
+        message = Message(topic, bytes(msg.payload), bool(msg.retain), msg.qos)
         for sub in subs:
             try:
                 sub.callback(message)

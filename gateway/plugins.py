@@ -139,7 +139,7 @@ def _fail(pm: pluggy.PluginManager, record: PluginRecord, reason: str) -> None:
 
 
 def _sections(classes: list[Any]) -> set[str]:
-    return {getattr(c, "section", None) for c in classes} - {None}
+    return {s for c in classes if isinstance(s := getattr(c, "section", None), str)}
 
 
 def _check_component(cls: Any) -> str | None:

@@ -78,7 +78,7 @@ class LineProtocol(SerialProtocol):
         *lines, rest = buf.split(b"\n")
         buf[:] = rest
         for line in lines:
-            self.line_received(line.rstrip(b"\r"))
+            self.line_received(bytes(line.rstrip(b"\r")))
 
     def line_received(self, line: bytes) -> None:
         """One line, without its terminator, as raw bytes (it may not be valid text)."""

@@ -110,6 +110,7 @@ class MqttWatch:
     def subscribe(self, *filters: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Subscribe and wait for the SUBACK."""
         _, mid = self.client.subscribe([(f, 1) for f in filters])
+        assert mid is not None
         event = self._acks.setdefault(mid, threading.Event())
         if not event.wait(timeout):
             raise TimeoutError(f"no SUBACK for {filters}")

@@ -21,7 +21,7 @@ class NodeModel(ConfigModel):
 class RadioModel(ConfigModel):
     port: str
     baud: int = Field(57600, gt=0)
-    nodes: dict[int, NodeModel] = {}
+    nodes: dict[int, NodeModel] = Field(default_factory=dict)
 
 
 MODELS = {"radio": RadioModel}
@@ -60,7 +60,8 @@ def test_every_problem_is_reported_with_section_and_key():
         "nonsense": {"x": 1},
         "data_dirx": "/tmp",
     })
-    assert "housebus.toml: [mqtt] port: Input should be a valid integer, unable to parse string as an integer" in found
+    assert ("housebus.toml: [mqtt] port: Input should be a valid integer, unable to parse string as an integer"
+            in found)
     assert any(p.startswith("housebus.toml: [mqtt] qos: ") for p in found)
     assert "housebus.toml: [mqtt] colour: unknown key" in found
     assert "housebus.toml: [radio] port: Field required" in found
@@ -112,7 +113,8 @@ def test_password_file(tmp_path):
     assert problems({"mqtt": {"username": "gw", "password": "x", "password_file": str(secret)}}) == [
         "housebus.toml: [mqtt] password_file: set password or password_file, not both"]
     found = problems({"mqtt": {"username": "gw", "password_file": str(tmp_path / "missing")}})
-    assert found == [f"housebus.toml: [mqtt] password_file: cannot read {tmp_path / 'missing'}: No such file or directory"]
+    missing = tmp_path / "missing"
+    assert found == [f"housebus.toml: [mqtt] password_file: cannot read {missing}: No such file or directory"]
 
 
 @pytest.mark.parametrize("topic", ["", "/housebus", "housebus/", "house/+/bus", "house#"])

@@ -65,7 +65,9 @@ def test_queued_messages_are_delivered_in_order_after_broker_restart(own_broker,
         watch.wait_for(f"{base}/seq", lambda m: m.text == "304", after=mark, timeout=20)
         assert gw.bus.connected and gw.bus.queued == 0
         seq = [int(m.text) for m in watch.received(f"{base}/seq")]
-        assert seq == list(range(305))
+        # QoS 1 is at-least-once: messages in flight when the broker died may come twice.
+        assert list(dict.fromkeys(seq)) == list(range(305))
+        assert all(n < 5 for n in {n for n in seq if seq.count(n) > 1})
         assert watch.wait_for(f"{base}/bridge/state", lambda m: m.text == "online", after=mark)
         assert watch.wait_for(f"{base}/retained", after=mark).text == "latest"
         info = watch.wait_json(f"{base}/bridge/info", after=mark)
@@ -129,3 +131,24 @@ def test_signal_shuts_down_cleanly_within_two_seconds(signum, write_config, gate
         stderr = proc.stderr.read()
         assert "Traceback" not in stderr
         assert stderr.rstrip().endswith("INFO housebus: stopped")
+
+
+def test_secrets_stay_out_of_logs_and_info(mqtt_broker, housebus_topics, tmp_path, mqtt_watch, gateway_process):
+    import os
+
+    from gateway.demo import to_toml
+
+    password = mqtt_broker.passwords["housebus"]
+    config = gateway_config(mqtt_broker, housebus_topics, tmp_path / "data")
+    del config["mqtt"]["password_file"]
+    config["mqtt"]["password"] = "${HB_TEST_PASSWORD}"
+    config["logging"] = {"level": "DEBUG"}
+    path = tmp_path / "secret.toml"
+    path.write_text(to_toml(config))
+    proc = gateway_process(path, env={**os.environ, "HB_TEST_PASSWORD": password})
+    info = mqtt_watch.wait_ready(housebus_topics.base)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=5)
+    assert "DEBUG" in stderr or "INFO" in stderr
+    assert password not in stderr
+    assert password not in str(info)
