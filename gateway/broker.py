@@ -136,6 +136,7 @@ class Broker:
         self._process = subprocess.Popen(
             [self._binary, "-c", str(self.config_file)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in a terminal must not kill the broker before the gateway
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

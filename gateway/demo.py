@@ -56,7 +56,7 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n\n".join(["\n".join(top), *tables]).strip() + "\n"
 
 
-def _printer(broker: Broker, stop: threading.Event) -> Any:
+def _printer(broker: Broker, finished: threading.Event) -> Any:
     from gateway.testing import MqttWatch
 
     watch = MqttWatch(broker, "dashboard")
@@ -64,9 +64,11 @@ def _printer(broker: Broker, stop: threading.Event) -> Any:
 
     def show() -> None:
         nonlocal printed
-        while not stop.is_set():
+        while True:
+            done = finished.is_set()
             with watch._cond:
-                watch._cond.wait(0.5)
+                if not done:
+                    watch._cond.wait(0.5)
                 batch = watch.messages[printed:]
                 printed += len(batch)
             for m in batch:
@@ -75,10 +77,14 @@ def _printer(broker: Broker, stop: threading.Event) -> Any:
                     text = text[:MAX_PAYLOAD] + "…"
                 flag = " (retained)" if m.retain else ""
                 print(f"{time.strftime('%H:%M:%S')} {m.topic}{flag} {text}", flush=True)
+            if done:
+                return
 
     watch.connect()
     watch.subscribe("housebus/#", "homeassistant/#")
-    threading.Thread(target=show, daemon=True).start()
+    printer = threading.Thread(target=show, daemon=True)
+    printer.start()
+    watch.printer = printer  # type: ignore[attr-defined]
     return watch
 
 
@@ -118,12 +124,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print("  simulated: " + (", ".join(sorted(sections)) or "no devices (no plugin offers a simulator)"),
               flush=True)
         print("  Ctrl-C to stop\n", flush=True)
-        watch = _printer(broker, stop)
+        printed_all = threading.Event()
+        watch = _printer(broker, printed_all)
         stack.callback(watch.close)
         command = [sys.executable, "-m", "gateway", "run", "--config", str(config_file)]
         if args.verbose:
             command.append("-v")
-        gateway = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # Its own session: Ctrl-C reaches only the demo, which stops the gateway, then the broker.
+        gateway = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
 
         def stop_gateway() -> None:
             if gateway.poll() is None:
@@ -147,5 +155,6 @@ def run_demo(args: argparse.Namespace) -> int:
         stop_gateway()
         with contextlib.suppress(TimeoutError):  # show the final 'offline' before the broker goes
             watch.wait_for("housebus/bridge/state", lambda m: m.payload == b"offline", after=mark, timeout=2)
-        stop.set()
+        printed_all.set()
+        watch.printer.join(2)
     return 0
