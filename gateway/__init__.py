@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from gateway.clock import Clock, ManualClock, Timer
 from gateway.component import Component, Context
 from gateway.config import ConfigModel
+from gateway.decode import Decoder
 from gateway.discovery import Device, Entity
 from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.hookspecs import hookimpl
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ConfigModel",
     "Context",
+    "Decoder",
     "Device",
     "Entity",
     "GatewayError",

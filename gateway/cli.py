@@ -15,7 +15,8 @@ from types import FrameType
 from gateway import __version__
 from gateway.config import DEFAULT_PATH, Config, load
 from gateway.errors import ConfigError
-from gateway.plugins import PluginSet, load_plugins
+from gateway.decode import Decoder
+from gateway.plugins import PluginSet, call_each, load_plugins
 
 EXIT_CONFIG = 2
 
@@ -119,6 +120,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decoders() -> tuple[PluginSet, dict[str, type[Decoder]]]:
+    plugins = load_plugins()
+    found: dict[str, type[Decoder]] = {}
+    for _, classes in call_each(plugins.pm, "gateway_register_decoders", {r.name: r for r in plugins.loaded}):
+        for cls in classes or ():
+            if isinstance(cls, type) and issubclass(cls, Decoder) and isinstance(getattr(cls, "name", None), str):
+                found.setdefault(cls.name, cls)
+    return plugins, found
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from gateway import decode
+
+    setup_logging(logging.WARNING)
+    plugins, decoders = _decoders()
+    cls = decoders[args.decoder]
+    section = None
+    base_topic = "housebus"
+    if args.config.exists():
+        config = _load_config(args.config, plugins)
+        if config is None:
+            return EXIT_CONFIG
+        base_topic = config.settings.mqtt.base_topic
+        section = config.sections.get(cls.section) if cls.section else None
+    return decode.run(cls(section, base_topic, args), args.inputs)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -126,7 +154,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wants_decode(argv: Sequence[str] | None) -> bool:
+    """Only ``housebus decode`` pays for asking the plugins for their decoders."""
+    args = sys.argv[1:] if argv is None else argv
+    return "decode" in args
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="housebus",
         description="Home-automation gateway: radio drivers as plugins, joined through MQTT.",
@@ -151,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(func=cmd_plugins)
 
+    what = "print what the gateway would publish for raw frames or lines"
+    decode = commands.add_parser("decode", help=what, description=what + "; decoders come from plugins")
+    decoders = decode.add_subparsers(dest="decoder", metavar="DECODER", required=True)
+    for name, cls in sorted(_decoders()[1].items()) if _wants_decode(argv) else ():
+        sub = decoders.add_parser(name, help=cls.help, description=cls.help)
+        sub.add_argument("--config", "-c", type=Path, default=DEFAULT_PATH, metavar="PATH",
+                         help="config file, for device names and the base topic (used if it exists)")
+        cls.add_arguments(sub)
+        sub.add_argument("inputs", nargs="+", metavar="INPUT", help="raw input; '-' reads one per line from stdin")
+        sub.set_defaults(func=cmd_decode)
+
     demo = commands.add_parser(
         "demo",
         help="run a broker, simulated devices and the gateway, printing the MQTT traffic",
@@ -167,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from gateway.component import Component
+    from gateway.decode import Decoder
 
 hookspec = pluggy.HookspecMarker("gateway")
 hookimpl = pluggy.HookimplMarker("gateway")
@@ -56,6 +57,18 @@ def gateway_register_components() -> Iterable[type[Component]]:
 
 
 # ---- Tools --------------------------------------------------------------------------
+
+
+@hookspec
+def gateway_register_decoders() -> Iterable[type[Decoder]]:
+    """Return offline decoders for ``housebus decode NAME INPUT...``.
+
+    Called only by ``housebus decode``. A decoder turns one raw input (a hex frame, a
+    serial line) into exactly what the gateway would publish for it, so users can check a
+    capture or report an unknown frame without running the gateway.
+
+    :return: ``gateway.Decoder`` subclasses.
+    """
 
 
 @hookspec
