@@ -14,8 +14,8 @@ from types import FrameType
 
 from gateway import __version__
 from gateway.config import DEFAULT_PATH, Config, load
-from gateway.errors import ConfigError
 from gateway.decode import Decoder
+from gateway.errors import ConfigError
 from gateway.plugins import PluginSet, call_each, load_plugins
 
 EXIT_CONFIG = 2
