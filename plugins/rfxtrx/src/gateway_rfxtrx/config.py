@@ -1,0 +1,128 @@
+"""The ``[rfxtrx]`` config section and the device ids it is keyed by.
+
+A device id (``52_02_7002``, ``11_00_0109b52_11``) already holds the packet type, subtype,
+address and unit, so a transmit-only device is declared by its id alone: repeating those
+fields as separate keys would only let them disagree with the id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway import ConfigModel, SerialUrl
+from gateway_rfxtrx.packets import LIGHTING_TYPES, PROTOCOLS, SUBTYPE_NAMES
+
+ID_RE = re.compile(r"^([0-9a-f]{2})_([0-9a-f]{2})_([0-9a-f]+)(?:_(\d+))?$")
+# Digits of the address per packet type, and whether the id ends in a unit.
+ADDRESS_DIGITS = {0x10: 2, 0x11: 7, 0x14: 6, 0x20: 6}
+SENSOR_DIGITS = 4
+RESERVED_NAMES = frozenset({"send", "info", "unknown", "availability"})
+
+
+@dataclass(frozen=True)
+class DeviceId:
+    """A parsed device id."""
+
+    text: str
+    packet_type: int
+    subtype: int
+    address: int
+    unit: int | None
+
+    @property
+    def is_lighting(self) -> bool:
+        return self.packet_type in LIGHTING_TYPES
+
+
+def parse_device_id(text: str) -> DeviceId:
+    """Parse and check an id the way the gateway formats them.
+
+    Raises:
+        ValueError: with a message saying what is wrong.
+    """
+    m = ID_RE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a device id like 52_02_7002 or 11_00_0109b52_11 (lowercase hex)")
+    ptype, sub, address, unit = int(m[1], 16), int(m[2], 16), m[3], m[4]
+    if ptype not in SUBTYPE_NAMES or sub not in SUBTYPE_NAMES[ptype]:
+        raise ValueError(f"{text!r}: packet type {m[1]} subtype {m[2]} is not supported")
+    digits = ADDRESS_DIGITS.get(ptype, SENSOR_DIGITS)
+    if len(address) != digits:
+        raise ValueError(f"{text!r}: the address of packet type {m[1]} has {digits} hex digits")
+    value = int(address, 16)
+    if ptype == 0x11 and value > 0x3FFFFFF:
+        raise ValueError(f"{text!r}: a lighting2 address has 26 bits (at most 3ffffff)")
+    if ptype == 0x10 and not 0x41 <= value <= 0x50:
+        raise ValueError(f"{text!r}: a lighting1 house code is 41 ('A') to 50 ('P')")
+    if ptype in LIGHTING_TYPES:
+        if unit is None:
+            raise ValueError(f"{text!r}: lighting ids end in _<unit>")
+        if not 0 <= int(unit) <= 255 or str(int(unit)) != unit:
+            raise ValueError(f"{text!r}: unit must be a decimal number 0-255 without leading zeros")
+    elif unit is not None:
+        raise ValueError(f"{text!r}: packet type {m[1]} has no unit")
+    return DeviceId(text, ptype, sub, value, int(unit) if unit is not None else None)
+
+
+class DeviceConfig(ConfigModel):
+    """``[rfxtrx.devices."<id>"]``."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+    aliases: list[str] = Field(default_factory=list)
+    dimmable: bool | None = None  # None: learn it from a received set-level
+    off_delay: float | None = Field(None, gt=0)  # seconds; motion sensors
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str | None) -> str | None:
+        if name is not None and name in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is reserved for a topic of the plugin")
+        return name
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_are_ids(cls, aliases: list[str]) -> list[str]:
+        for alias in aliases:
+            parse_device_id(alias)
+        return aliases
+
+
+class RfxtrxConfig(ConfigModel):
+    """``[rfxtrx]``."""
+
+    port: SerialUrl
+    protocols: list[str] | None = None
+    dedupe_window: float = Field(1.0, ge=0)
+    info_interval: float = Field(10.0, gt=0)  # at most this often the counters are republished
+    reset_delay: float = Field(0.5, gt=0, le=5)  # wait after reset before flushing
+    response_timeout: float = Field(3.0, gt=0)  # for init replies
+    tx_timeout: float = Field(2.0, gt=0)  # for the 0x02 response to a transmit
+    devices: dict[str, DeviceConfig] = Field(default_factory=dict)
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, protocols: list[str] | None) -> list[str] | None:
+        if protocols is not None:
+            unknown = [p for p in protocols if p not in PROTOCOLS]
+            if unknown:
+                raise ValueError(f"unknown protocols {unknown}; known: {', '.join(sorted(PROTOCOLS))}")
+        return protocols
+
+    @model_validator(mode="after")
+    def _consistent_devices(self) -> RfxtrxConfig:
+        seen_ids: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for key, device in self.devices.items():
+            parse_device_id(key)
+            for other in (key, *device.aliases):
+                if other in seen_ids:
+                    raise ValueError(f"device id {other!r} is used by both {seen_ids[other]!r} and {key!r}")
+                seen_ids[other] = key
+            topic = device.name or key
+            if topic in names:
+                raise ValueError(f"devices {names[topic]!r} and {key!r} would share the topic {topic!r}")
+            names[topic] = key
+        return self

@@ -1,0 +1,195 @@
+"""A simulated RFXtrx433 for tests and ``housebus demo``, speaking the real byte protocol.
+
+It answers reset (silently), get-status (the long 0x14 status frame of current firmware),
+set-mode and start-receiver ("Copyright RFXCOM") as the firmware does, ACKs every
+transmit with a 0x02 frame (or NAKs / ignores the next one when told to), and records
+every frame it received so tests can assert on exact bytes. With ``scenario`` on it plays
+an Oregon temperature/humidity sensor, a PIR and a HomeEasy remote; tests leave it off
+and ``inject`` frames themselves, so nothing depends on timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.simulator import PtyPort, SimulatedPort, TcpPort
+
+COPYRIGHT = b"Copyright RFXCOM"
+OREGON_ADDRESS = 0x7002
+PIR_ADDRESS = 0xD3DC54
+REMOTE_ADDRESS = 0x0109B52
+REMOTE_UNIT = 11
+
+
+# ---- frames a device would send ----------------------------------------------------------
+
+
+def temp_hum_frame(address: int, temperature: float, humidity: int, seq: int = 0, subtype: int = 0x02,
+                   rssi: int = 8, battery: int = 9) -> bytes:
+    """An 0x52 temperature+humidity frame (sign-magnitude tenths of a degree)."""
+    tenths = round(abs(temperature) * 10)
+    hi = (tenths >> 8 & 0x7F) | (0x80 if temperature < 0 else 0)
+    status = 1 if 40 <= humidity <= 60 else (2 if humidity < 40 else 3)
+    return bytes((0x0A, 0x52, subtype, seq & 0xFF, address >> 8, address & 0xFF, hi, tenths & 0xFF, humidity,
+                  status, rssi << 4 | battery))
+
+
+def security1_frame(address: int, status: int, seq: int = 0, subtype: int = 0x05, rssi: int = 7,
+                    battery: int = 9) -> bytes:
+    return bytes((0x08, 0x20, subtype, seq & 0xFF, address >> 16, address >> 8 & 0xFF, address & 0xFF, status,
+                  rssi << 4 | battery))
+
+
+def lighting2_frame(address: int, unit: int, command: int, level: int = 0, seq: int = 0, subtype: int = 0x01,
+                    rssi: int = 6) -> bytes:
+    return bytes((0x0B, 0x11, subtype, seq & 0xFF, address >> 24 & 0x03, address >> 16 & 0xFF, address >> 8 & 0xFF,
+                  address & 0xFF, unit, command, level, rssi << 4))
+
+
+class RfxtrxSimulator:
+    """The device side of an RFXtrx433.
+
+    Args:
+        port_factory: builds the port given the data callback and a connect callback.
+        scenario: play readings every ``interval`` seconds once the receiver is started.
+        disconnect_on_reset: vanish from the bus for a moment after a reset, as some sticks do.
+    """
+
+    def __init__(self, port_factory: Callable[[Callable[[bytes], None], Callable[[], None]], SimulatedPort], *,
+                 scenario: bool = False, interval: float = 3.0, disconnect_on_reset: bool = False) -> None:
+        self.frames: list[bytes] = []
+        self.started = False
+        self.resets = 0
+        self.protocols = bytes((0x00, 0x00, 0x27, 0x00))  # X10, ARC, AC, Oregon
+        self.nak_next: int | None = None  # 0x02 code to answer the next transmit with
+        self.silent_next = False  # answer the next transmit with nothing at all
+        self.disconnect_on_reset = disconnect_on_reset
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._interval = interval
+        self.port = port_factory(self._on_data, self._on_connect)
+        self._thread: threading.Thread | None = None
+        if scenario:
+            self._thread = threading.Thread(target=self._play, name="rfxtrx-sim-scenario", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def on_pty(cls, path: Path, **kwargs: object) -> RfxtrxSimulator:
+        return cls(lambda on_data, _: PtyPort(path, on_data), **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def on_tcp(cls, **kwargs: object) -> RfxtrxSimulator:
+        return cls(lambda on_data, on_connect: TcpPort(on_data, on_connect), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def url(self) -> str:
+        return self.port.url
+
+    def close(self) -> None:
+        self._stop.set()
+        self.port.close()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    # ---- for tests -------------------------------------------------------------------------
+
+    def inject(self, frame: bytes | str) -> bool:
+        """Send a frame (bytes or hex) to the gateway as if it came over the air."""
+        data = bytes.fromhex(frame) if isinstance(frame, str) else frame
+        return self.port.send(data)
+
+    def wait_frame(self, predicate: Callable[[bytes], bool], *, after: int = 0, timeout: float = 10.0) -> bytes:
+        """The first received frame (from index ``after``) matching ``predicate``."""
+        with self._cond:
+            index = after
+            ok = self._cond.wait_for(lambda: any(predicate(f) for f in self.frames[index:]), timeout)
+            if not ok:
+                raise TimeoutError(f"no matching frame; received {[f.hex() for f in self.frames[after:]]}")
+            return next(f for f in self.frames[index:] if predicate(f))
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.frames)
+
+    def received(self, after: int = 0) -> list[bytes]:
+        with self._cond:
+            return list(self.frames[after:])
+
+    # ---- the firmware ----------------------------------------------------------------------
+
+    def _on_connect(self) -> None:
+        self._buf.clear()
+        self.started = False
+
+    def _on_data(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while buf and len(buf) > buf[0]:
+            frame = bytes(buf[:buf[0] + 1])
+            del buf[:buf[0] + 1]
+            with self._cond:
+                self.frames.append(frame)
+                self._cond.notify_all()
+            self._answer(frame)
+
+    def _answer(self, frame: bytes) -> None:
+        if len(frame) < 5:
+            return
+        ptype, seq = frame[1], frame[3]
+        if ptype == 0x00:
+            command = frame[4]
+            if command == 0x00:
+                self.resets += 1
+                self.started = False
+                if self.disconnect_on_reset and self.resets == 1:
+                    self._vanish()
+            elif command == 0x02:
+                self.port.send(self._status(seq, 0x02))
+            elif command == 0x03:
+                self.protocols = frame[7:11]
+                self.port.send(self._status(seq, 0x03))
+            elif command == 0x07:
+                self.started = True
+                self.port.send(bytes((0x14, 0x01, 0x07, seq, 0x07)) + COPYRIGHT)
+            else:
+                self.port.send(bytes((0x14, 0x01, 0xFF, seq, command)) + bytes(16))
+        elif ptype >= 0x10:
+            if self.silent_next:
+                self.silent_next = False
+                return
+            code, self.nak_next = (self.nak_next or 0), None
+            self.port.send(bytes((0x04, 0x02, 0x01, seq, code)))
+
+    def _status(self, seq: int, command: int) -> bytes:
+        # Long form: 433.92 transceiver, firmware 0x22 (1034), ProXL1, hw 3.0, +10 dBm, noise 0x6f.
+        return (bytes((0x14, 0x01, 0x00, seq, command, 0x53, 0x22)) + self.protocols
+                + bytes((0x03, 0x00, 0x1C, 0x10, 0x6F)) + b"FXCOM")
+
+    def _vanish(self) -> None:
+        """Drop off the bus after a reset and come back, like a stick that re-enumerates."""
+
+        def replug() -> None:
+            if not self._stop.wait(0.3):
+                self.port.replug()
+
+        threading.Thread(target=lambda: (self.port.unplug(), replug()), daemon=True).start()
+
+    def _play(self) -> None:
+        tick = 0
+        while not self._stop.wait(self._interval):
+            if not self.started:
+                continue
+            tick += 1
+            temperature = 20.0 + 3 * math.sin(tick / 5)
+            humidity = round(50 + 10 * math.cos(tick / 7))
+            with contextlib.suppress(OSError):
+                self.inject(temp_hum_frame(OREGON_ADDRESS, temperature, humidity, tick))
+                if tick % 3 == 1:
+                    self.inject(security1_frame(PIR_ADDRESS, 0x04, tick))  # motion
+                if tick % 4 == 2:
+                    self.inject(lighting2_frame(REMOTE_ADDRESS, REMOTE_UNIT, (tick // 4) % 2, 0, tick))
