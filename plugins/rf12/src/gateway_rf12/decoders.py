@@ -1,0 +1,198 @@
+"""Payload decoders for the nodes RF12demo hears, and the roomNode encoder the simulator uses.
+
+A decoder is any object with ``decode(data: bytes) -> dict`` that raises ``ValueError`` for
+a payload it cannot decode (usually a wrong length); it may carry ``entities`` (Home
+Assistant entities for its keys) and ``model`` (shown in Home Assistant). Third-party
+packages add decoders through the ``gateway_rf12_decoders`` hook.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from gateway import Entity
+
+
+@runtime_checkable
+class NodeDecoder(Protocol):
+    def decode(self, data: bytes) -> dict[str, Any]: ...
+
+
+def _length_error(name: str, expected: str, got: int) -> ValueError:
+    return ValueError(f"{name} payload must be {expected} bytes, got {got}")
+
+
+_DIAGNOSTIC = "diagnostic"
+
+
+class RoomNode:
+    """JeeLabs roomNode: light, PIR, humidity, temperature and low battery in 4 bit-packed bytes."""
+
+    model = "roomNode"
+    entities = (
+        Entity("sensor", "temperature", "Temperature",
+               {"device_class": "temperature", "unit_of_measurement": "°C", "state_class": "measurement"}),
+        Entity("sensor", "humidity", "Humidity",
+               {"device_class": "humidity", "unit_of_measurement": "%", "state_class": "measurement"}),
+        Entity("sensor", "light", "Light", {"state_class": "measurement", "icon": "mdi:brightness-5"}),
+        Entity("binary_sensor", "motion", "Motion", {"device_class": "motion"}),
+        Entity("binary_sensor", "battery_low", "Battery low",
+               {"device_class": "battery", "entity_category": _DIAGNOSTIC}),
+    )
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) != 4:
+            raise _length_error("roomNode", "4", len(data))
+        d0, d1, d2, d3 = data
+        # temp is a signed 10-bit field straddling d2 and the low two bits of d3.
+        t = (d2 | d3 << 8) & 0x3FF
+        if t >= 512:
+            t -= 1024
+        return {"light": d0, "motion": bool(d1 & 1), "humidity": d1 >> 1,
+                "temperature": t / 10, "battery_low": bool(d3 & 4)}
+
+
+def encode_room_node(light: int, motion: bool, humidity: int, temperature: float, battery_low: bool) -> bytes:
+    """The 4 bytes a roomNode sends for these readings (temperature rounded to tenths, -51.2..51.1)."""
+    t = round(temperature * 10)
+    if not (0 <= light <= 255 and 0 <= humidity <= 127 and -512 <= t <= 511):
+        raise ValueError("reading out of range for a roomNode")
+    t &= 0x3FF
+    return bytes((light, humidity << 1 | int(motion), t & 0xFF, t >> 8 | int(battery_low) << 2))
+
+
+class RadioBlip:
+    """radioBlip v1: a 4-byte little-endian counter, about once a minute."""
+
+    model = "radioBlip"
+    entities = (Entity("sensor", "ping", "Ping", {"state_class": "total_increasing",
+                                                  "entity_category": _DIAGNOSTIC}),)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) != 4:
+            raise _length_error("radioBlip", "4", len(data))
+        return {"ping": int.from_bytes(data, "little")}
+
+
+def _vcc(x: int) -> float:
+    return round((x + 50) * 0.02, 2)  # 20 mV steps from 1.0 V
+
+
+class RadioBlip2:
+    """radioBlip2: counter, node id, boost flag and two supply voltages (7 bytes)."""
+
+    model = "radioBlip2"
+    entities = (
+        Entity("sensor", "ping", "Ping", {"state_class": "total_increasing", "entity_category": _DIAGNOSTIC}),
+        Entity("sensor", "vcc1", "Supply", {"device_class": "voltage", "unit_of_measurement": "V",
+                                            "state_class": "measurement", "entity_category": _DIAGNOSTIC}),
+        Entity("sensor", "vcc2", "Battery", {"device_class": "voltage", "unit_of_measurement": "V",
+                                             "state_class": "measurement", "entity_category": _DIAGNOSTIC}),
+    )
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) != 7:
+            raise _length_error("radioBlip2", "7", len(data))
+        return {"ping": int.from_bytes(data[:4], "little"), "id": data[4] & 0x7F, "boost": bool(data[4] & 0x80),
+                "vcc1": _vcc(data[5]), "vcc2": _vcc(data[6])}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value of a struct payload, emonhub style."""
+
+    name: str
+    code: str
+    scale: float = 1.0
+    unit: str | None = None
+
+
+_DEVICE_CLASSES = {"W": "power", "V": "voltage", "A": "current", "°C": "temperature", "Wh": "energy",
+                   "kWh": "energy", "%": "humidity", "hPa": "pressure", "VA": "apparent_power"}
+
+
+def _scaler(scale: float) -> Callable[[Any], Any]:
+    if scale == 1:
+        return lambda v: v
+    digits = max(0, -int(Decimal(repr(scale)).normalize().as_tuple().exponent))
+
+    def apply(value: Any) -> Any:
+        # Round to the scale's decimals so 12808 * 0.01 reads 128.08, not 128.08000000000001.
+        scaled = round(value * scale, digits)
+        return int(scaled) if scaled == int(scaled) else scaled
+
+    return apply
+
+
+class StructDecoder:
+    """Little-endian fixed layout given as emonhub datacodes (``h``, ``H``, ``L``, ``f`` ...).
+
+    Built once per configured node; the ``struct.Struct`` and scalers are precompiled so a
+    packet costs one ``unpack_from``.
+    """
+
+    model = "struct"
+
+    def __init__(self, fields: Sequence[Field]) -> None:
+        self.fields = tuple(fields)
+        self._struct = struct.Struct("<" + "".join(f.code for f in self.fields))
+        self._names = tuple(f.name for f in self.fields)
+        self._scalers = tuple(_scaler(f.scale) for f in self.fields)
+        self.entities = tuple(
+            Entity("sensor", f.name, f.name.replace("_", " ").capitalize(), {
+                "state_class": "measurement",
+                **({"unit_of_measurement": f.unit} if f.unit else {}),
+                **({"device_class": _DEVICE_CLASSES[f.unit]} if f.unit in _DEVICE_CLASSES else {}),
+            })
+            for f in self.fields
+        )
+
+    @property
+    def size(self) -> int:
+        return self._struct.size
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) != self._struct.size:
+            raise _length_error("struct", str(self._struct.size), len(data))
+        values = self._struct.unpack(data)
+        return {name: scale(v) for name, scale, v in zip(self._names, self._scalers, values, strict=True)}
+
+
+EMONTX_V3 = (
+    *(Field(f"power{i}", "h", 1, "W") for i in range(1, 5)),
+    Field("vrms", "h", 0.01, "V"),
+    *(Field(f"temp{i}", "h", 0.1, "°C") for i in range(1, 7)),
+    Field("pulse", "L", 1, None),
+)
+EMONTX_OLD = (*EMONTX_V3[:5], Field("temp", "h", 0.1, "°C"))
+
+
+class EmonTx:
+    """emonTx: the V3 layout (26 bytes) or the older 12-byte one, told apart by length."""
+
+    model = "emonTx"
+
+    def __init__(self) -> None:
+        self._v3 = StructDecoder(EMONTX_V3)
+        self._old = StructDecoder(EMONTX_OLD)
+        self.entities = self._v3.entities
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) == self._v3.size:
+            return self._v3.decode(data)
+        if len(data) == self._old.size:
+            return self._old.decode(data)
+        raise _length_error("emonTx", f"{self._v3.size} or {self._old.size}", len(data))
+
+
+BUILTIN: Mapping[str, NodeDecoder] = {
+    "roomNode": RoomNode(),
+    "radioBlip": RadioBlip(),
+    "radioBlip2": RadioBlip2(),
+    "emonTx": EmonTx(),
+}
+"""Built-in node types; ``struct`` is built per node from its ``fields``."""

@@ -1,0 +1,235 @@
+"""A JeeLink running RF12demo.12 on a pseudo-terminal, with roomNodes around it and a ledNode.
+
+It parses its input character by character as RF12demo's ``handleInput()`` does (numbers,
+commas, a lowercase command letter; anything up to a space resets the parser), echoes
+``> ...`` and answers config commands with the config line and sends with `` -> n b``.
+Tests inject packet lines with ``inject``/``room_node`` instead of waiting for the timed
+traffic, which only ``housebus demo`` switches on.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.simulator import PtyPort
+from gateway_rf12.decoders import encode_room_node
+from gateway_rf12.lines import ACK, BANDS, DST
+
+# ledNode slots 0-9 as the sketch rewrites them at every boot: (r, g, b, seconds, chain).
+LED_DEFAULT_RAMPS = {
+    0: (0, 0, 0, 0, 0), 1: (255, 85, 30, 0, 0), 2: (255, 150, 75, 0, 0), 3: (0, 0, 0, 5, 0),
+    4: (255, 85, 30, 5, 0), 5: (255, 150, 75, 5, 0), 6: (255, 0, 0, 5, 7), 7: (0, 255, 0, 5, 8),
+    8: (0, 0, 255, 5, 6), 9: (7, 1, 0, 0, 0),
+}
+LED_NODE, LED_GROUP, LED_BAND = 1, 19, 868
+HELP = ("Available commands:", "  <nn> i     - set node ID (standard node ids are 1..30)",
+        "  <n> b      - set MHz band (4 = 433, 8 = 868, 9 = 915)", "  <nnn> g    - set network group (RFM12 only "
+        "supports 212, 0 = any)", "  ...,<nn> a - send data packet to node <nn>, request ack",
+        "  ...,<nn> s - send data packet to node <nn>, no ack")
+
+
+class LedNode:
+    """The ledNode sketch: node 1, group 19, 868 MHz; 1-byte slot and 6-byte ramp packets.
+
+    ``colour`` is the colour the last accepted packet sets (the end of its fade).
+    """
+
+    def __init__(self) -> None:
+        self.ramps = dict(LED_DEFAULT_RAMPS)
+        self.colour: tuple[int, int, int] = (0, 0, 0)
+        self.ramp: tuple[int, int, int, int, int] = LED_DEFAULT_RAMPS[0]
+        self.packets: list[bytes] = []
+
+    def receive(self, data: bytes) -> None:
+        if len(data) == 1 and data[0] < 100:
+            self._run(self.ramps.get(data[0], (0, 0, 0, 0, 0)))
+        elif len(data) == 6 and data[0] < 100:
+            ramp = (data[1], data[2], data[3], data[4], data[5])
+            if data[0] == 0:
+                self._run(ramp)
+            else:
+                self.ramps[data[0]] = ramp  # stored, not run
+        else:
+            return  # the sketch ignores other lengths
+        self.packets.append(data)
+
+    def _run(self, ramp: tuple[int, int, int, int, int]) -> None:
+        self.ramp = ramp
+        self.colour = ramp[:3]
+
+
+class JeeLinkSimulator:
+    """RF12demo over a ``PtyPort``; point ``[rf12] port`` at ``url``.
+
+    Attributes:
+        commands: every command the gateway typed, e.g. ``["v", "1,2,5s"]``.
+        transmissions: (group, band, header, data) of every packet it sent.
+        withhold_echo: how many upcoming sends get no `` -> n b`` (for timeout tests).
+        mute: answer nothing at all, like a JeeLink at another baud rate.
+        led: the simulated ledNode.
+    """
+
+    def __init__(self, path: Path, *, node_id: int = 1, group: int = 212, band: int = 868, collect: bool = False,
+                 quiet: bool = True, version: str = "RF12demo.12") -> None:
+        self.node_id, self.group, self.band = node_id, group, band
+        self.collect, self.quiet, self.version = collect, quiet, version
+        self.commands: list[str] = []
+        self.transmissions: list[tuple[int, int, int, bytes]] = []
+        self.withhold_echo = 0
+        self.mute = False
+        self.led = LedNode()
+        self._cond = threading.Condition()
+        self._value = 0
+        self._stack: list[int] = []
+        self._typed: list[str] = []
+        self._stop = threading.Event()
+        self._traffic: threading.Thread | None = None
+        self.port = PtyPort(path, self._on_data)
+        self.boot()
+
+    @property
+    def url(self) -> str:
+        return self.port.url
+
+    # ---- what RF12demo prints ------------------------------------------------------------
+
+    def config_line(self) -> str:
+        """`` A i1 g212 @ 868 MHz q1`` as ``rf12_configDump()`` prints it."""
+        letter = chr(ord("@") + self.node_id)
+        line = f" {letter} i{self.node_id}{'*' if self.collect else ''} g{self.group} @ {self.band} MHz"
+        return line + (" c1" if self.collect else "") + (" q1" if self.quiet else "")
+
+    def boot(self) -> None:
+        """What a reset prints: an empty line, the banner, the help text and the config again."""
+        self._print("", f"[{self.version}]{self.config_line()}", *HELP, "Current configuration:", self.config_line())
+
+    def _print(self, *lines: str) -> None:
+        if not self.mute:
+            self.port.send("".join(f"{line}\r\n" for line in lines).encode())
+
+    def inject(self, line: str | bytes) -> None:
+        """Send a raw line (CRLF added) as if RF12demo printed it."""
+        self.port.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+
+    def room_node(self, node: int, *, light: int = 100, motion: bool = False, humidity: int = 50,
+                  temperature: float = 20.0, battery_low: bool = False, ack: bool = False) -> str:
+        """Emit the ``OK`` line of a roomNode report and return it."""
+        data = encode_room_node(light, motion, humidity, temperature, battery_low)
+        line = "OK " + " ".join(str(b) for b in (node | (ACK if ack else 0), *data))
+        self.inject(line)
+        return line
+
+    # ---- what RF12demo reads ------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        for ch in data.decode("latin-1"):
+            if ch.isdigit():
+                self._value = (self._value * 10 + int(ch)) & 0xFFFF
+                self._typed.append(ch)
+            elif ch == ",":
+                self._stack.append(self._value & 0xFF)
+                self._value = 0
+                self._typed.append(ch)
+            elif ch <= " ":
+                self._reset()
+            elif "a" <= ch <= "z":
+                self._typed.append(ch)
+                self._execute(ch)
+                self._reset()
+            else:
+                self._print(*HELP)
+                self._reset()
+
+    def _reset(self) -> None:
+        self._value = 0
+        self._stack = []
+        self._typed = []
+
+    def _execute(self, cmd: str) -> None:
+        if not self.mute:
+            self._answer(cmd)
+        # Recorded after its effects, so a test that saw the command also sees them.
+        with self._cond:
+            self.commands.append("".join(self._typed))
+            self._cond.notify_all()
+
+    def _answer(self, cmd: str) -> None:
+        value, stack = self._value, self._stack
+        self._print("> " + "".join(f"{b}," for b in stack) + f"{value}{cmd}")
+        if cmd == "v":
+            self._print(f"[{self.version}]{self.config_line()}")
+        elif cmd in "igbcqx":
+            if cmd == "i":
+                self.node_id = value & 0x1F
+            elif cmd == "g":
+                self.group = value & 0xFF
+            elif cmd == "b" and value in BANDS:
+                self.band = BANDS[value]
+            elif cmd == "c":
+                self.collect = bool(value)
+            elif cmd == "q":
+                self.quiet = bool(value)
+            self._print(self.config_line())
+        elif cmd in "sa":
+            self._transmit(value, bytes(stack), ack=cmd == "a")
+        else:
+            self._print(*HELP)
+
+    def _transmit(self, dest: int, data: bytes, *, ack: bool) -> None:
+        header = (DST | dest if dest else self.node_id) | (ACK if ack else 0)
+        with self._cond:
+            self.transmissions.append((self.group, self.band, header, data))
+            withhold = self.withhold_echo > 0
+            if withhold:
+                self.withhold_echo -= 1
+            self._cond.notify_all()
+        if not withhold:
+            self._print(f" -> {len(data)} b")
+        if self.group == LED_GROUP and self.band == LED_BAND and dest in (0, LED_NODE):
+            self.led.receive(data)
+
+    # ---- for tests ---------------------------------------------------------------------
+
+    def wait_command(self, predicate: Callable[[list[str]], bool] | str, timeout: float = 10) -> list[str]:
+        """Wait until ``predicate(commands)`` holds (or the given command was typed); returns a copy."""
+        check = (lambda c: predicate in c) if isinstance(predicate, str) else predicate
+        with self._cond:
+            if not self._cond.wait_for(lambda: check(self.commands), timeout):
+                raise TimeoutError(f"simulator commands: {self.commands}")
+            return list(self.commands)
+
+    def unplug(self) -> None:
+        self.port.unplug()
+
+    def replug(self) -> None:
+        self.port.replug()
+        self.boot()
+
+    # ---- demo traffic --------------------------------------------------------------------
+
+    def start_traffic(self, nodes: tuple[int, ...] = (2, 3), interval: float = 2.0, seed: int | None = None) -> None:
+        """roomNodes reporting every ``interval`` s with slowly drifting readings, motion now and then."""
+        rng = random.Random(seed)
+        readings = {n: [rng.uniform(18, 23), rng.uniform(40, 60), rng.randint(50, 200)] for n in nodes}
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                for node, r in readings.items():
+                    r[0] = min(35.0, max(5.0, r[0] + rng.uniform(-0.2, 0.2)))
+                    r[1] = min(95.0, max(20.0, r[1] + rng.uniform(-1, 1)))
+                    r[2] = min(255, max(0, r[2] + rng.randint(-10, 10)))
+                    motion = rng.random() < 0.15
+                    self.room_node(node, light=int(r[2]), motion=motion, humidity=round(r[1]),
+                                   temperature=round(r[0], 1), ack=motion)
+
+        self._traffic = threading.Thread(target=run, name="rf12-sim-traffic", daemon=True)
+        self._traffic.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._traffic is not None:
+            self._traffic.join(2)
+        self.port.close()

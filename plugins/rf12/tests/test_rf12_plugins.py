@@ -1,0 +1,167 @@
+"""Other plugins on top of rf12: a third-party node decoder, the rf12.send service, the decode tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import gateway_rf12
+import pytest
+from gateway_rf12.simulator import JeeLinkSimulator
+
+from gateway import Component, ConfigModel, Entity, Message, hookimpl
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def sim(tmp_path):
+    simulator = JeeLinkSimulator(tmp_path / "ttyRF12")
+    yield simulator
+    simulator.close()
+
+
+class Thermometer:
+    """A third-party node type: one signed byte of °C."""
+
+    model = "thermo v1"
+    entities = (Entity("sensor", "celsius", "Temperature", {"unit_of_measurement": "°C"}),)
+
+    def decode(self, data: bytes) -> dict[str, int]:
+        if len(data) != 1:
+            raise ValueError("thermo sends 1 byte")
+        return {"celsius": int.from_bytes(data, signed=True)}
+
+
+class ThermoPlugin:
+    @hookimpl
+    def gateway_rf12_decoders(self):
+        return {"thermo": Thermometer(), "doubler": lambda data: {"double": 2 * data[0]}}
+
+
+def test_third_party_decoders(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base, prefix = housebus_topics.base, housebus_topics.prefix
+    nodes = {"6": {"type": "thermo", "name": "cellar"}, "7": {"type": "doubler"}, "8": {"type": "nosuch"}}
+    gateway_factory({"rf12": {"port": sim.url, "nodes": nodes}},
+                    plugins=[("rf12", gateway_rf12), ("thermo", ThermoPlugin())])
+    mqtt_watch.wait_ready(base)
+    error = mqtt_watch.wait_json(f"{base}/bridge/error")
+    assert "[rf12.nodes.8] unknown type 'nosuch'" in error["error"] and "thermo" in error["error"]
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    sim.inject("OK 6 251")
+    assert mqtt_watch.wait_json(f"{base}/rf12/cellar") == {"node": 6, "group": 212, "raw": [251], "celsius": -5}
+    sim.inject("OK 7 21")
+    assert mqtt_watch.wait_json(f"{base}/rf12/212_7")["double"] == 42
+    sim.inject("OK 8 1")
+    assert mqtt_watch.wait_json(f"{base}/rf12/212_8") == {"node": 8, "group": 212, "raw": [1]}
+    node = base.replace("/", "_").replace("-", "_").lower()
+    device = mqtt_watch.wait_json(f"{prefix}/device/{node}_rf12_212_6/config")
+    assert device["device"]["model"] == "thermo v1" and set(device["components"]) == {"celsius"}
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    assert len(info["problems"]) == 1
+
+
+class LedTest(Component):
+    """Stands in for the LED-strip plugin: sends through ``rf12.send`` and reports the outcome."""
+
+    section = "ledtest"
+    Config = ConfigModel
+
+    def start(self) -> None:
+        self.ctx.subscribe(self.ctx.topic("ledtest", "set"), self.on_set)
+
+    def on_set(self, message: Message) -> None:
+        request = message.json()
+        outer = self.ctx.service("rf12.send")(request["node"], request["data"], group=request.get("group"))
+        try:
+            confirmed = outer.result(5)
+        except ValueError as exc:
+            self.ctx.publish_state("ledtest", {"error": str(exc)})
+            return
+        confirmed.add_done_callback(self._done)
+
+    def _done(self, future) -> None:
+        exc = future.exception()
+        self.ctx.publish_state("ledtest", {"sent": None if exc else future.result(),
+                                           "error": str(exc) if exc else None})
+
+
+class LedTestPlugin:
+    @hookimpl
+    def gateway_register_components(self):
+        return [LedTest]
+
+
+def test_send_service_for_other_plugins(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    gateway_factory({"rf12": {"port": sim.url, "send_timeout": 0.5}, "ledtest": {}},
+                    plugins=[("rf12", gateway_rf12), ("ledtest", LedTestPlugin())])
+    mqtt_watch.wait_ready(base)
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 1, "data": [4], "group": 19})
+    assert mqtt_watch.wait_json(f"{base}/ledtest") == {"sent": 1, "error": None}
+    assert sim.commands == ["v", "19g", "4,1s", "212g"]
+    assert sim.led.colour == (255, 85, 30)  # slot 4: a 5 s fade to warm white
+
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 32, "data": [4]})
+    assert "node must be 1-31" in mqtt_watch.wait_json(f"{base}/ledtest", after=mark)["error"]
+
+    mark = mqtt_watch.mark()
+    sim.withhold_echo = 1
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 2, "data": [9, 9]})
+    assert "no ' -> 2 b'" in mqtt_watch.wait_json(f"{base}/ledtest", lambda s: s["error"], after=mark)["error"]
+    assert sim.commands[-1] == "9,9,2s"
+
+
+def test_decoder_hook_from_an_installed_distribution(tmp_path):
+    """A decoder package found through its entry point, as a third party would ship it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "gateway_blink.py").write_text(textwrap.dedent("""
+        from gateway import hookimpl
+
+        @hookimpl
+        def gateway_rf12_decoders():
+            return {"blink": lambda data: {"blinks": data[0]}}
+    """))
+    info = site / "housebus_blink-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: housebus-blink\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[housebus]\nblink = gateway_blink\n")
+    (info / "RECORD").write_text("")
+    script = textwrap.dedent("""
+        import sys
+        from gateway.plugins import load_plugins
+        plugins = load_plugins()
+        names = [r.name for r in plugins.loaded]
+        results = plugins.pm.hook.gateway_rf12_decoders()
+        print(sorted(names), [sorted(r) for r in results])
+    """)
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "'blink'" in out.stdout and "'rf12'" in out.stdout and "[['blink']]" in out.stdout
+
+
+def test_decode_tool(tmp_path):
+    config = tmp_path / "housebus.toml"
+    config.write_text('[mqtt]\nbase_topic = "home"\n[rf12]\nport = "/dev/null"\ngroup = 5\n'
+                      '[rf12.nodes.22]\ntype = "radioBlip"\nname = "blip"\n')
+
+    def decode(*args: str) -> list[dict]:
+        out = subprocess.run([sys.executable, "-m", "gateway", "decode", "rf12", *args], capture_output=True,
+                             text=True, timeout=30, cwd=tmp_path)
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    assert decode("OK 5 156 149 230 0", "--type", "roomNode", "--config", "/nonexistent") == [{
+        "topic": "housebus/rf12/212_5",
+        "payload": {"node": 5, "group": 212, "raw": [156, 149, 230, 0], "light": 156, "motion": True,
+                    "humidity": 74, "temperature": 23.0, "battery_low": False}}]
+    blip, raw, bad = decode("OK 22 57 48 0 0", "OK G7 5 1", "nonsense")
+    assert blip == {"topic": "home/rf12/blip", "payload": {"node": 22, "group": 5, "raw": [57, 48, 0, 0],
+                                                           "ping": 12345}}
+    assert raw == {"topic": "home/rf12/7_5", "payload": {"node": 5, "group": 7, "raw": [1]}}
+    assert "error" in bad
