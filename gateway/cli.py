@@ -144,7 +144,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         base_topic = config.settings.mqtt.base_topic
         section = config.sections.get(cls.section) if cls.section else None
-    return decode.run(cls(section, base_topic, args), args.inputs)
+    return decode.run(cls(section, base_topic, args, hook=plugins.pm.hook), args.inputs)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import pluggy
 from pydantic import BaseModel
 
 
@@ -18,16 +19,24 @@ class Decoder:
         name: the word after ``housebus decode``.
         help: one line for ``housebus decode --help``.
         section: the config section whose validated model is passed in, when the config has it.
+
+    Args:
+        config: that section's validated model, or None.
+        base_topic: the base topic from the config (default ``housebus``).
+        args: the parsed command line, with the decoder's own options.
+        hook: the plugin manager's hook relay, for hooks plugins define (e.g. extra node decoders).
     """
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
     section: ClassVar[str | None] = None
 
-    def __init__(self, config: BaseModel | None, base_topic: str, args: argparse.Namespace) -> None:
+    def __init__(self, config: BaseModel | None, base_topic: str, args: argparse.Namespace,
+                 hook: pluggy.HookRelay | None = None) -> None:
         self.config = config
         self.base_topic = base_topic
         self.args = args
+        self.hook = hook
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -145,6 +145,12 @@ def test_decoder_hook_from_an_installed_distribution(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "'blink'" in out.stdout and "'rf12'" in out.stdout and "[['blink']]" in out.stdout
 
+    # The offline decode tool sees the plugin's node type too.
+    out = subprocess.run([sys.executable, "-m", "gateway", "decode", "rf12", "--config", str(tmp_path / "none.toml"),
+                          "--type", "blink", "OK 5 7 1"], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["payload"] == {"node": 5, "group": 212, "raw": [7, 1], "blinks": 7}
+
 
 def test_decode_tool(tmp_path):
     config = tmp_path / "housebus.toml"

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway import CommandError, Component, Context, LineProtocol, Message, SerialLink, Timer
 from gateway_rf12.config import Rf12Config
-from gateway_rf12.decoders import BUILTIN
+from gateway_rf12.decoders import collect_decoders
 from gateway_rf12.discovery import node_device
 from gateway_rf12.lines import (
     BAND_CODES,
@@ -101,19 +101,7 @@ class Rf12(Component, LineProtocol):
         self._fail_all(ConnectionError("the rf12 component stopped"), report=False)
 
     def _decoders(self) -> dict[str, Any]:
-        decoders: dict[str, Any] = dict(BUILTIN)
-        try:
-            results = self.ctx.hook.gateway_rf12_decoders()
-        except Exception as exc:  # one broken plugin must not keep the radio down
-            self._problem(f"a gateway_rf12_decoders hook failed: {type(exc).__name__}: {exc}")
-            return decoders
-        for result in results:
-            for name, decoder in dict(result or {}).items():
-                if name == "struct":
-                    self._problem("a plugin tried to replace the built-in node type 'struct'; ignored")
-                    continue
-                decoders[name] = decoder
-        return decoders
+        return collect_decoders(self.ctx.hook, self._problem)
 
     def _problem(self, text: str) -> None:
         """A configuration problem: logged, on bridge/error and listed in rf12/info, once."""

@@ -8,9 +8,9 @@ from typing import Any
 
 from gateway import Decoder
 from gateway_rf12.config import Rf12Config
-from gateway_rf12.decoders import BUILTIN
+from gateway_rf12.decoders import BUILTIN, collect_decoders
 from gateway_rf12.lines import DEFAULT_GROUP, LineError, parse_ok
-from gateway_rf12.nodes import NodeTable, payload
+from gateway_rf12.nodes import NodeTable, as_decoder, payload
 
 
 class Rf12LineDecoder(Decoder):
@@ -22,18 +22,21 @@ class Rf12LineDecoder(Decoder):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--type", dest="node_type", choices=sorted(BUILTIN),
-                            help="decode every line as this node type")
+        parser.add_argument("--type", dest="node_type", metavar="TYPE",
+                            help=f"decode every line as this node type ({', '.join(sorted(BUILTIN))}, "
+                                 "or one a plugin adds)")
         parser.add_argument("--group", type=int, default=None,
                             help="the JeeLink's group (default: [rf12] group, else 212)")
 
-    def __init__(self, config: Any, base_topic: str, args: argparse.Namespace) -> None:
-        super().__init__(config, base_topic, args)
+    def __init__(self, config: Any, base_topic: str, args: argparse.Namespace, hook: Any = None) -> None:
+        super().__init__(config, base_topic, args, hook)
         cfg: Rf12Config | None = config if isinstance(config, Rf12Config) else None
         nodes = dict(cfg.nodes) if cfg is not None else {}
         self.node_type: str | None = getattr(args, "node_type", None)
         self.group: int = getattr(args, "group", None) or (cfg.group if cfg and cfg.group else DEFAULT_GROUP)
-        self.table = NodeTable(nodes, BUILTIN)
+        self.problems: list[str] = []
+        self.decoders = collect_decoders(hook, self.problems.append)
+        self.table = NodeTable(nodes, self.decoders)
         self.table.set_home_group(self.group)
 
     def decode(self, text: str) -> dict[str, Any]:
@@ -47,7 +50,11 @@ class Rf12LineDecoder(Decoder):
         group = packet.group if packet.group is not None else self.group
         route = self.table.route(group, packet.node)
         if self.node_type is not None:
-            route = dataclasses.replace(route, decoder=BUILTIN[self.node_type], type=self.node_type)
+            decoder = as_decoder(self.decoders.get(self.node_type))
+            if decoder is None:
+                known = ", ".join(sorted(self.decoders))
+                return {"input": text, "error": f"unknown node type {self.node_type!r} (known: {known})"}
+            route = dataclasses.replace(route, decoder=decoder, type=self.node_type)
         values, error = payload(route, packet, group)
         result: dict[str, Any] = {"topic": f"{self.base_topic}/{route.device}", "payload": values}
         if error is not None:

@@ -196,3 +196,27 @@ BUILTIN: Mapping[str, NodeDecoder] = {
     "emonTx": EmonTx(),
 }
 """Built-in node types; ``struct`` is built per node from its ``fields``."""
+
+
+def collect_decoders(hook: Any, problem: Callable[[str], None]) -> dict[str, Any]:
+    """The built-in node types plus those other plugins add through ``gateway_rf12_decoders``.
+
+    Args:
+        hook: the plugin manager's hook relay (``ctx.hook``, or ``Decoder.hook`` offline).
+        problem: told about each plugin contribution that is refused.
+    """
+    decoders: dict[str, Any] = dict(BUILTIN)
+    if hook is None:
+        return decoders
+    try:
+        results = hook.gateway_rf12_decoders()
+    except Exception as exc:  # one broken plugin must not keep the radio down
+        problem(f"a gateway_rf12_decoders hook failed: {type(exc).__name__}: {exc}")
+        return decoders
+    for result in results:
+        for name, decoder in dict(result or {}).items():
+            if name == "struct":
+                problem("a plugin tried to replace the built-in node type 'struct'; ignored")
+                continue
+            decoders[name] = decoder
+    return decoders
