@@ -63,7 +63,8 @@ BARE = textwrap.dedent("""
     import sys, time, threading
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
-    host, port, user, password, n, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
+    host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    n, rate = int(sys.argv[5]), float(sys.argv[6])
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare")
     c.username_pw_set(user, password)
     acked = threading.Semaphore(0)
