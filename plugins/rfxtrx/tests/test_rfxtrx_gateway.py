@@ -147,7 +147,7 @@ def test_on_off_and_brightness_reach_the_stick_and_ack_updates_state(sim, start,
     state = mqtt_watch.wait_json(f"{base}/rfxtrx/dimmer")
     assert state == {"command": "set_level", "state": "ON", "level": 8, "brightness": 128}
     mark = sim.mark()
-    mqtt_watch.publish(f"{base}/rfxtrx/14_00_f09ac8_1/set", {"state": "OFF"})
+    mqtt_watch.publish(f"{base}/rfxtrx/14_00_f09ac8_1/set", {"state": "OFF", "transition": 2})  # as HA sends a fade
     frame = sim.wait_frame(lambda f: f[1] == 0x14, after=mark)
     assert frame[:3] + frame[4:] == bytes.fromhex("0a1400 f09ac8 01 00 00 00".replace(" ", ""))
     # Each transmit has its own sequence number.
@@ -181,6 +181,7 @@ def test_bad_commands_go_to_bridge_error_and_send_nothing(sim, start, mqtt_watch
         (f"{base}/rfxtrx/wall_switch/set", b"toggle please", "expected ON"),
         (f"{base}/rfxtrx/wall_switch/set", b'{"state": "ON", "brightness": 300}', "0-255"),
         (f"{base}/rfxtrx/wall_switch/set", b'{"colour": "red"}', "expected ON"),
+        (f"{base}/rfxtrx/wall_switch/set", b'{"transition": 2}', "expected ON"),
         (f"{base}/rfxtrx/garden/set", b"ON", "takes no commands"),
         (f"{base}/rfxtrx/send", b"zz11", "hex"),
         (f"{base}/rfxtrx/send", b"0b1100", "length byte"),

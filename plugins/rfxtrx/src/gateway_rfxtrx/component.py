@@ -472,7 +472,10 @@ def _parse_set(message: Message) -> tuple[str, int | None]:
     if not text.startswith("{"):
         raise CommandError(usage)
     data = message.json()
-    if not isinstance(data, dict) or not data or set(data) - {"state", "brightness"}:
+    # Home Assistant's JSON light adds "transition" when the user asks for a fade; 433 MHz
+    # receivers switch at once, so it is accepted and ignored rather than refused.
+    keys = set(data) if isinstance(data, dict) else set()
+    if not keys - {"transition"} or keys - {"state", "brightness", "transition"}:
         raise CommandError(usage)
     state = data.get("state")
     if state is not None and (not isinstance(state, str) or state.upper() not in ("ON", "OFF")):
