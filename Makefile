@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo mosquitto bench clean
+.PHONY: install test demo mosquitto bench check clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ demo: install mosquitto
 
 bench: install mosquitto
 	$(PY) bench/run.py
+
+# Lint and type-check the core and the plugins (not part of `make test`).
+check: install
+	$(PY) -m pip install --quiet --disable-pip-version-check ruff mypy
+	$(VENV)/bin/ruff check gateway plugins tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

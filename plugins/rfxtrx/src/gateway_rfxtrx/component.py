@@ -332,7 +332,7 @@ class Rfxtrx(Component, SerialProtocol):
         values: dict[str, Any] = {"command": command, "state": "OFF" if command == "off" else "ON"}
         if command == "set_level":
             assert brightness is not None
-            if dev.packet_type not in encoders.DIM_LEVELS or (dev.packet_type == 0x14 and dev.subtype != 0):
+            if dev.packet_type not in packets.DIM_LEVELS or (dev.packet_type == 0x14 and dev.subtype != 0):
                 raise CommandError(f"{dev.topic} cannot dim: send ON or OFF")
             level = max(1, encoders.level_for(brightness, dev.packet_type))
             values.update(level=level, brightness=brightness)

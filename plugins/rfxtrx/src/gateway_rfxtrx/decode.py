@@ -51,5 +51,5 @@ class RfxtrxDecoder(Decoder):
         for main, device in config.devices.items():
             if device_id in device.aliases:
                 key = main
-        device = config.devices.get(key)
-        return (device.name if device else None) or key
+        found = config.devices.get(key)
+        return (found.name if found else None) or key

@@ -173,11 +173,12 @@ class RfxtrxSimulator:
     def _vanish(self) -> None:
         """Drop off the bus after a reset and come back, like a stick that re-enumerates."""
 
-        def replug() -> None:
+        def vanish() -> None:
+            self.port.unplug()
             if not self._stop.wait(0.3):
                 self.port.replug()
 
-        threading.Thread(target=lambda: (self.port.unplug(), replug()), daemon=True).start()
+        threading.Thread(target=vanish, daemon=True).start()
 
     def _play(self) -> None:
         tick = 0
