@@ -148,7 +148,10 @@ class PtyPort(SimulatedPort):
         while not self._closed:
             master = self._master
             fds = [self._stop_r] + ([master] if master is not None else [])
-            readable, _, _ = select.select(fds, [], [])
+            try:
+                readable, _, _ = select.select(fds, [], [])
+            except (OSError, ValueError):
+                continue  # unplug() closed the terminal between reading self._master and the select
             if self._stop_r in readable:
                 os.read(self._stop_r, 64)
                 continue
