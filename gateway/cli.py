@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
@@ -120,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@functools.cache  # the parser and the command both need them; load the plugins once
 def _decoders() -> tuple[PluginSet, dict[str, type[Decoder]]]:
     plugins = load_plugins()
     found: dict[str, type[Decoder]] = {}

@@ -78,17 +78,9 @@ class ManualClock(Clock):
 class Timer:
     """A scheduled callback; ``cancel()`` it to stop it from running (again)."""
 
-    __slots__ = ("_callback", "_scheduler", "cancelled", "due", "interval", "wall")
+    __slots__ = ("_callback", "cancelled", "due", "interval", "wall")
 
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        due: float,
-        wall: bool,
-        interval: float | None,
-        callback: Callable[[], Any],
-    ) -> None:
-        self._scheduler = scheduler
+    def __init__(self, due: float, wall: bool, interval: float | None, callback: Callable[[], Any]) -> None:
         self.due = due
         self.wall = wall
         self.interval = interval
@@ -132,20 +124,20 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
         """Run ``callback`` (on the scheduler thread) after ``delay`` seconds."""
-        return self._add(Timer(self, self.clock.monotonic() + max(0.0, delay), False, None, callback))
+        return self._add(Timer(self.clock.monotonic() + max(0.0, delay), False, None, callback))
 
     def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None) -> Timer:
         """Run ``callback`` every ``interval`` seconds, first after ``first`` (default ``interval``)."""
         if interval <= 0:
             raise ValueError("interval must be positive")
         delay = interval if first is None else max(0.0, first)
-        return self._add(Timer(self, self.clock.monotonic() + delay, False, interval, callback))
+        return self._add(Timer(self.clock.monotonic() + delay, False, interval, callback))
 
     def call_at(self, when: datetime, callback: Callable[[], Any]) -> Timer:
         """Run ``callback`` when the wall clock reaches ``when`` (an aware datetime)."""
         if when.tzinfo is None:
             raise ValueError("call_at needs a timezone-aware datetime")
-        return self._add(Timer(self, when.timestamp(), True, None, callback))
+        return self._add(Timer(when.timestamp(), True, None, callback))
 
     def _add(self, timer: Timer) -> Timer:
         with self._cond:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +176,3 @@ class Discovery:
             configs = list(self._configs.items())
         for topic, payload in configs:
             self._bus.publish(topic, payload, retain=True)
-
-    def announced(self) -> Iterable[str]:
-        with self._lock:
-            return list(self._configs)

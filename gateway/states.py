@@ -33,9 +33,6 @@ class StateStore:
         self._states: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def topic(self, device: str) -> str:
-        return f"{self._base}/{device}"
-
     def update(self, device: str, values: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
         """Merge ``values`` into the device's state (or replace it) and publish the result.
 
@@ -55,10 +52,6 @@ class StateStore:
         with self._lock:
             state = self._states.get(device)
             return dict(state) if state is not None else None
-
-    def devices(self) -> list[str]:
-        with self._lock:
-            return list(self._states)
 
     def republish(self) -> None:
         """Publish every known state again (Home Assistant came back)."""

@@ -46,9 +46,6 @@ class Worker:
         self._queue.put((fn, args, future))
         return future
 
-    def in_worker(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def _run(self) -> None:
         get = self._queue.get
         while True:
