@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo mosquitto bench check clean
+.PHONY: install test demo mosquitto bench check mutation clean
 
 install: $(STAMP)
 
@@ -43,8 +43,13 @@ bench: install mosquitto
 # Lint and type-check the core and the plugins (not part of `make test`).
 check: install
 	$(PY) -m pip install --quiet --disable-pip-version-check ruff mypy
-	$(VENV)/bin/ruff check gateway plugins tests bench
+	$(VENV)/bin/ruff check gateway plugins tests bench tools
 	$(VENV)/bin/mypy
 
+# Mutation testing with mutmut: kill rate per module (docs/mutation.md). Not part of `make test`: it takes long.
+mutation: install mosquitto
+	$(PY) -m pip install --quiet --disable-pip-version-check 'mutmut==3.8.1'
+	$(PY) tools/mutation.py
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info mutants plugins/*/mutants
