@@ -151,8 +151,10 @@ class Gateway:
 
     def info(self) -> dict[str, Any]:
         """The ``bridge/info`` document. It holds no secrets."""
-        state = {r.section: ("failed" if r.error else "running" if r.started else "starting")
-                 for r in self.running}
+        # Configured sections not created yet are starting too: "idle" is for unconfigured ones.
+        state = dict.fromkeys(self.config.sections, "starting")
+        state.update({r.section: ("failed" if r.error else "running" if r.started else "starting")
+                      for r in self.running})
         plugins = []
         for record in self.plugins.loaded:
             entry = record.as_dict()

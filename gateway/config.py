@@ -138,6 +138,11 @@ class Settings(ConfigModel):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     data_dir: Path = Field(default_factory=_default_data_dir)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()  # "~/..." as the README shows it, not a directory named "~"
+
 
 @dataclass
 class Config:

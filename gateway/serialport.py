@@ -63,28 +63,36 @@ class LineProtocol(SerialProtocol):
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._overflowed = False  # the buffer holds the tail of a line already given to line_overflow
 
     def connection_made(self, link: SerialLink) -> None:
         self._buffer.clear()  # a partial line from before the reconnect is not continued
+        self._overflowed = False
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer
         buf += data
-        if b"\n" not in data:
-            if len(buf) > self.max_line:
-                self.line_overflow(bytes(buf))
-                buf.clear()
-            return
-        *lines, rest = buf.split(b"\n")
-        buf[:] = rest
-        for line in lines:
-            self.line_received(bytes(line.rstrip(b"\r")))
+        if b"\n" in data:
+            *lines, rest = buf.split(b"\n")
+            buf[:] = rest
+            if self._overflowed:  # the end of an over-long line: dropped with the rest of it
+                self._overflowed = False
+                del lines[0]
+            for line in lines:
+                if len(line) > self.max_line:  # grew past the limit in the same read that brought its LF
+                    self.line_overflow(bytes(line))
+                else:
+                    self.line_received(bytes(line.rstrip(b"\r")))
+        if len(buf) > self.max_line:
+            self.line_overflow(bytes(buf))
+            buf.clear()
+            self._overflowed = True
 
     def line_received(self, line: bytes) -> None:
         """One line, without its terminator, as raw bytes (it may not be valid text)."""
 
     def line_overflow(self, data: bytes) -> None:
-        """Called with data that grew past ``max_line`` without a line end."""
+        """Called with an over-long line, or the part of it read so far; the whole line is dropped."""
 
 
 class SerialLink:

@@ -6,7 +6,7 @@ import logging
 import threading
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from gateway import Component, ConfigModel, LineProtocol, SerialUrl, hookimpl
@@ -124,13 +124,21 @@ def test_stop_closes_the_port(port, gateway_factory, mqtt_watch, housebus_topics
 
 
 def test_a_busy_component_does_not_stall_the_others(gateway_factory, mqtt_watch, housebus_topics):
-    release = threading.Event()
+    blocked, release = threading.Event(), threading.Event()
+    handled: list[str] = []  # what Stuck's handler finished, in order
 
     class Stuck(Component):
         section = "stuck"
 
         def start(self):
-            self.ctx.subscribe(self.ctx.topic("stuck", "set"), lambda m: release.wait(10))
+            self.ctx.subscribe(self.ctx.topic("stuck", "set"), self.on_set)
+
+        def on_set(self, message):
+            if message.text() == "block":
+                blocked.set()
+                release.wait(30)
+            handled.append(message.text())
+            self.ctx.publish_state("stuck", {"got": message.text()})
 
     class Quick(Component):
         section = "quick"
@@ -148,12 +156,18 @@ def test_a_busy_component_does_not_stall_the_others(gateway_factory, mqtt_watch,
     gateway_factory({"stuck": {}, "quick": {}}, plugins=[("both", Plugin())])
     mqtt_watch.wait_ready(base)
     try:
-        mqtt_watch.publish(f"{base}/stuck/set", "x")
+        mqtt_watch.publish(f"{base}/stuck/set", "block")
+        assert blocked.wait(10), "Stuck's handler never ran"
+        mqtt_watch.publish(f"{base}/stuck/set", "queued")
         mqtt_watch.publish(f"{base}/quick/set", "ping")
-        assert mqtt_watch.wait_json(f"{base}/quick") == {"got": "ping"}
-        assert not release.is_set()
+        # Quick answers while Stuck is still inside its callback...
+        assert mqtt_watch.wait_json(f"{base}/quick", timeout=5) == {"got": "ping"}
+        # ...and Stuck's next message waits its turn: a component's callbacks run one at a time.
+        assert handled == []
     finally:
         release.set()
+    mqtt_watch.wait_json(f"{base}/stuck", lambda state: state == {"got": "queued"})  # ran after the release
+    assert handled == ["block", "queued"]
 
 
 def test_bad_url_is_a_config_error():
@@ -194,11 +208,47 @@ def test_lines_survive_any_chunking(lines, cuts):
     assert proto.lines == [line.rstrip(b"\r") for line in lines]
 
 
-@given(st.binary(min_size=0, max_size=5000))
-def test_garbage_never_grows_the_buffer_without_bound(noise):
+MAX_LINE = 100
+# Garbage with no line end, well past the limit: a wrong baud rate or a radio left babbling.
+NOISE = st.binary(min_size=2 * MAX_LINE + 1, max_size=20 * MAX_LINE).map(lambda b: b.replace(b"\n", b"x"))
+GOOD_LINE = st.binary(max_size=MAX_LINE - 1).map(lambda b: b.replace(b"\n", b" "))  # + CR fits the limit
+LONG_LINE = st.binary(min_size=MAX_LINE + 1, max_size=10 * MAX_LINE).map(lambda b: b.replace(b"\n", b" "))
+CHUNKS = st.lists(st.integers(min_value=1, max_value=3 * MAX_LINE), min_size=1, max_size=10)
+
+
+def feed(proto: Lines, stream: bytes, cuts: list[int]) -> None:
+    """Deliver ``stream`` in chunks of the sizes in ``cuts`` (cycled), checking the buffer after each."""
+    pos, i = 0, 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        proto.data_received(stream[pos:pos + step])
+        assert len(proto._buffer) <= proto.max_line
+        pos, i = pos + step, i + 1
+
+
+@given(NOISE, CHUNKS)
+def test_garbage_never_grows_the_buffer_without_bound(noise, cuts):
     proto = Lines()
-    proto.max_line = 100
-    proto.data_received(noise)
-    proto.data_received(b"\nok\n")
-    assert proto.lines[-1] == b"ok"
+    proto.max_line = MAX_LINE
+    feed(proto, noise, cuts)
+    event(f"overflows: {proto.overflows if proto.overflows < 5 else '5 or more'}")
+    assert proto.overflows >= 1
+    assert proto.lines == []
+    # The over-long line ends at the next LF and is dropped whole; the line after it arrives intact.
+    feed(proto, b"\r\nok\r\n", cuts)
+    assert proto.lines == [b"ok"]
     assert len(proto._buffer) == 0
+
+
+@given(st.lists(st.one_of(GOOD_LINE.map(lambda line: (line, False)), LONG_LINE.map(lambda line: (line, True))),
+                min_size=1, max_size=8), CHUNKS)
+def test_over_long_lines_are_dropped_and_the_others_delivered(lines, cuts):
+    long_lines = sum(long for _, long in lines)
+    event(f"over-long lines: {long_lines}")
+    if any(long and len(line) + 2 <= max(cuts) for line, long in lines):
+        event("an over-long line may arrive whole, with its LF, in one chunk")
+    proto = Lines()
+    proto.max_line = MAX_LINE
+    feed(proto, b"".join(line + b"\r\n" for line, _ in lines), cuts)
+    assert proto.lines == [line.rstrip(b"\r") for line, long in lines if not long]
+    assert proto.overflows >= long_lines

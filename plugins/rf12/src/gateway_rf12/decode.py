@@ -33,7 +33,10 @@ class Rf12LineDecoder(Decoder):
         cfg: Rf12Config | None = config if isinstance(config, Rf12Config) else None
         nodes = dict(cfg.nodes) if cfg is not None else {}
         self.node_type: str | None = getattr(args, "node_type", None)
-        self.group: int = getattr(args, "group", None) or (cfg.group if cfg and cfg.group else DEFAULT_GROUP)
+        group = getattr(args, "group", None)
+        if group is None:  # 0 is a group too: RF12demo's "any group"
+            group = cfg.group if cfg is not None and cfg.group is not None else DEFAULT_GROUP
+        self.group: int = group
         self.problems: list[str] = []
         self.decoders = collect_decoders(hook, self.problems.append)
         self.table = NodeTable(nodes, self.decoders)
