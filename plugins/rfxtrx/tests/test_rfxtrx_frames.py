@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 from gateway_rfxtrx import packets
-from gateway_rfxtrx.frames import FrameReader
-from hypothesis import given, settings
+from gateway_rfxtrx.frames import MIN_LENGTH, FrameReader
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 GOOD = bytes.fromhex("0a520211700200a72d0089")
@@ -79,11 +80,36 @@ def test_valid_frame_after_garbage_is_decoded(garbage, frame):
     assert reader.feed(frame, 1.0)[-1:] == [frame]
 
 
+@st.composite
+def impossible_lengths_then_frame(draw: st.DrawFn) -> tuple[bytes, bytes, list[int]]:
+    """Length bytes 00-03 (none can start a frame), a good frame, and where to cut the two into chunks.
+
+    Most cuts fall inside the garbage, so a chunk often ends on an impossible length byte:
+    alone in the buffer, such a byte cannot be judged by the byte after it.
+    """
+    garbage = bytes(draw(st.lists(st.integers(0, MIN_LENGTH - 1), min_size=1, max_size=50)))
+    frame = draw(st.sampled_from(VECTORS))
+    cuts = draw(st.lists(st.integers(1, len(garbage)), max_size=4))
+    cuts += draw(st.lists(st.integers(len(garbage) + 1, len(garbage) + len(frame) - 1), max_size=2))
+    return garbage, frame, sorted(set(cuts))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=50).filter(lambda g: all(b < 4 for b in g)), st.sampled_from(VECTORS))
-def test_valid_frame_after_impossible_lengths_without_pause(garbage, frame):
+@given(impossible_lengths_then_frame())
+def test_valid_frame_after_impossible_lengths_without_pause(case):
+    garbage, frame, cuts = case
+    data = garbage + frame
+    chunk_ends = [data[cut - 1] for cut in cuts if cut <= len(garbage)]
+    event("a chunk ends on an impossible length byte" if chunk_ends else "no chunk ends inside the garbage")
+    if 0 in chunk_ends:
+        event("a chunk ends on a 00 byte")
     reader = FrameReader()
-    assert reader.feed(garbage + frame, 0.0) == [frame]
+    out = []
+    bounds = [0, *cuts, len(data)]
+    for start, stop in itertools.pairwise(bounds):
+        out += reader.feed(data[start:stop], 0.0)
+    assert out == [frame]
+    assert reader.counters.skipped_bytes == len(garbage) and reader.counters.resyncs == 1
 
 
 @settings(max_examples=200, deadline=None)

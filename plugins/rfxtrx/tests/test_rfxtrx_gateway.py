@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from gateway_rfxtrx.component import IDLE_PROBE, MAX_QUEUE, PROBE_EVERY, Rfxtrx
 from gateway_rfxtrx.simulator import RfxtrxSimulator
 
+from gateway import ManualClock
 from gateway.discovery import slug
+from gateway.testing import MqttWatch, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -13,6 +18,9 @@ RESET = bytes.fromhex("0d0000000000000000000000000000"[:28])
 STATUS = bytes.fromhex("0d0000010200000000000000000000"[:28])
 START = bytes.fromhex("0d0000030700000000000000000000"[:28])
 OREGON = "0a520211700200a72d0089"
+OREGON_REPEAT = "0a520212700200a72d0079"  # the same reading: only the sequence number and the rssi differ
+UNKNOWN = "0a527f11700200a72d0089"
+UNKNOWN_REPEAT = "0a527f12700200a72d0089"
 DEVICES = {
     "52_02_7002": {"name": "garden", "aliases": ["52_02_7a01"]},
     "11_01_0109b52_11": {"name": "wall_switch"},
@@ -41,13 +49,66 @@ def start(gateway_factory, mqtt_watch, housebus_topics):
     return run
 
 
+@pytest.fixture
+def start_on_clock(gateway_factory, mqtt_watch, housebus_topics):
+    """Like ``start``, on a ManualClock; returns ``(component, clock)``. Timers only run when the test moves time."""
+
+    def run(simulator, **options):
+        base = housebus_topics.base
+        clock = ManualClock()
+        section = {"port": simulator.url, "info_interval": 0.2, "devices": DEVICES, **options}
+        gw = gateway_factory({"rfxtrx": section}, clock=clock)
+        component = gw.running[0].component
+        mqtt_watch.wait_ready(base)
+        finish_reset(simulator, component, clock, after=0)
+        mqtt_watch.wait_for(f"{base}/rfxtrx/availability", lambda m: m.text == "online")
+        return component, clock
+
+    return run
+
+
+def finish_reset(sim: RfxtrxSimulator, component: Rfxtrx, clock: ManualClock, *, after: int) -> None:
+    """Once the stick got a reset (from frame ``after`` on), move time past the wait that follows it."""
+    sim.wait_frame(lambda f: f == RESET, after=after)
+    settle(component)  # the reset was written by a task that also arms the timer: let it finish
+    clock.advance(component.config.reset_delay)
+
+
+def settle(component: Rfxtrx) -> None:
+    """Wait until the component has run what it was handed so far, and the timers due by now.
+
+    A timer due now is handed to the component after every timer due earlier, and the
+    component runs what it is handed in order: when this one has run, all of those have too.
+    """
+    done = threading.Event()
+    component.ctx.call_later(0, done.set)
+    assert done.wait(10), "the component's timers did not run"
+
+
+def retained(broker, topic: str):
+    """The message a client subscribing now gets on ``topic``: only a retained one comes at once."""
+    late = MqttWatch(broker)
+    late.connect()
+    try:
+        late.subscribe(topic)
+        return late.wait_for(topic)
+    finally:
+        late.close()
+
+
+def is_transmit(frame: bytes) -> bool:
+    return frame[1] >= 0x10
+
+
+def without_seq(frame: bytes) -> bytes:
+    return frame[:3] + frame[4:]
+
+
 def discovery_topic(topics, device_id):
     return f"{topics.prefix}/device/{slug(topics.base)}_{slug(device_id)}/config"
 
 
 def test_init_sequence_and_info(sim, start, mqtt_watch, housebus_topics, mqtt_broker):
-    from gateway.testing import MqttWatch
-
     start(sim)
     assert sim.received()[:3] == [RESET, STATUS, START]
     info = mqtt_watch.wait_json(f"{housebus_topics.base}/rfxtrx/info", lambda i: i.get("state") == "ready")
@@ -55,13 +116,8 @@ def test_init_sequence_and_info(sim, start, mqtt_watch, housebus_topics, mqtt_br
     assert info["transceiver_type"] == "433.92MHz transceiver" and info["noise_level"] == 0x6F
     assert info["protocols"] == ["x10", "arc", "ac", "oregon"]
     assert info["counters"]["opens"] == 1
-    late = MqttWatch(mqtt_broker)  # a client that subscribes now still gets the info: it is retained
-    late.connect()
-    try:
-        late.subscribe(f"{housebus_topics.base}/rfxtrx/info")
-        assert late.wait_for(f"{housebus_topics.base}/rfxtrx/info").retain
-    finally:
-        late.close()
+    late = retained(mqtt_broker, f"{housebus_topics.base}/rfxtrx/info")
+    assert late.retain and late.json()["state"] == "ready"
 
 
 def test_set_mode_when_protocols_are_configured(sim, start, mqtt_watch, housebus_topics):
@@ -243,7 +299,6 @@ def test_stick_that_drops_off_the_bus_on_reset(tmp_path, start, mqtt_watch, hous
 
 def test_a_silent_stick_is_reopened(tmp_path, gateway_factory, mqtt_watch, housebus_topics):
     from gateway.simulator import PtyPort
-    from gateway.testing import wait_until
 
     written: list[bytes] = []
     port = PtyPort(tmp_path / "ttySILENT", written.append)
@@ -251,6 +306,159 @@ def test_a_silent_stick_is_reopened(tmp_path, gateway_factory, mqtt_watch, house
         gw = gateway_factory({"rfxtrx": {"port": port.url, "response_timeout": 0.3, "reset_delay": 0.1}})
         component = gw.running[0].component
         wait_until(lambda: component.counters.init_timeouts >= 1 and component.counters.opens >= 2, 15)
-        assert mqtt_watch.received(f"{housebus_topics.base}/rfxtrx/availability", 0)[-1:] != ["online"]
+        assert "online" not in [m.text for m in mqtt_watch.received(f"{housebus_topics.base}/rfxtrx/availability")]
+        wait_until(lambda: b"".join(written).count(RESET) >= 2, what="a second reset")  # each open starts over
     finally:
         port.close()
+
+
+def test_a_repeat_is_dropped_within_the_dedupe_window_and_published_after_it(sim, start_on_clock, mqtt_watch,
+                                                                             housebus_topics):
+    base = housebus_topics.base
+    component, clock = start_on_clock(sim)
+    window = component.config.dedupe_window
+    garden, unknown = f"{base}/rfxtrx/garden", f"{base}/rfxtrx/unknown"
+    mark = mqtt_watch.mark()
+    sim.inject(OREGON)
+    sim.inject(UNKNOWN)
+    mqtt_watch.wait_for(unknown, after=mark)
+    clock.advance(window * 0.9)
+    sim.inject(OREGON_REPEAT)
+    sim.inject(UNKNOWN_REPEAT)
+    sim.inject("08 20 05 01 d3 dc 54 04 79")  # frames are handled in order: once this is out, so are the repeats
+    mqtt_watch.wait_for(f"{base}/rfxtrx/20_05_d3dc54", after=mark)
+    assert len(mqtt_watch.received(garden, mark)) == 1 and len(mqtt_watch.received(unknown, mark)) == 1
+    clock.advance(window * 0.2)  # the window, counted from the first reading, is over
+    sim.inject(OREGON_REPEAT)
+    sim.inject(UNKNOWN_REPEAT)
+    mqtt_watch.wait_for(unknown, lambda m: m.json()["raw"] == UNKNOWN_REPEAT, after=mark)
+    assert [m.json()["temperature"] for m in mqtt_watch.received(garden, mark)] == [16.7, 16.7]
+    assert component.counters.duplicates == 2  # only the two inside the window
+
+
+def test_stale_and_mismatched_acks_are_ignored_and_counted(sim, start, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    start(sim, tx_timeout=30)
+    switch = f"{base}/rfxtrx/wall_switch"
+    mark = sim.mark()
+    mqtt_watch.publish(f"{switch}/set", b"OFF")
+    first = sim.wait_frame(is_transmit, after=mark)
+    mqtt_watch.wait_json(switch, lambda s: s["state"] == "OFF")
+    at, mark = mqtt_watch.mark(), sim.mark()
+    sim.hold()
+    mqtt_watch.publish(f"{switch}/set", b"ON")
+    second = sim.wait_frame(is_transmit, after=mark)
+    sim.answer_transmit(first[3])  # the first command's answer once more: stale
+    sim.answer_transmit(second[3] ^ 0x80)  # a sequence number no command has
+    info = mqtt_watch.wait_json(f"{base}/rfxtrx/info", lambda i: i["counters"]["tx_unmatched"] == 2, after=at)
+    assert info["counters"]["tx_acked"] == 1
+    assert mqtt_watch.received(switch, at) == []  # still waiting for its own answer
+    sim.release()
+    assert mqtt_watch.wait_json(switch, after=at) == {"command": "on", "state": "ON"}
+    info = mqtt_watch.wait_json(f"{base}/rfxtrx/info", lambda i: i["counters"]["tx_acked"] == 2, after=at)
+    assert info["counters"]["tx_unmatched"] == 2 and info["counters"]["tx_naks"] == 0
+
+
+def test_the_queue_drains_after_a_nak(sim, start, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    component = start(sim, tx_timeout=30).running[0].component
+    mark, at = sim.mark(), mqtt_watch.mark()
+    sim.hold()
+    sim.nak_next = 0x02
+    mqtt_watch.publish(f"{base}/rfxtrx/wall_switch/set", b"ON")
+    mqtt_watch.publish(f"{base}/rfxtrx/dimmer/set", {"state": "ON", "brightness": 128})
+    mqtt_watch.publish(f"{base}/rfxtrx/14_00_f09ac8_1/set", b"ON")
+    sim.wait_frame(is_transmit, after=mark)
+    wait_until(lambda: len(component.queue) == 2, what="two commands waiting behind the first")
+    assert len(sim.transmits(mark)) == 1  # one on air at a time
+    sim.release()
+    error = mqtt_watch.wait_json(f"{base}/bridge/error", after=at)
+    assert error["topic"] == f"{base}/rfxtrx/wall_switch/set" and "NAK" in error["error"]
+    assert mqtt_watch.wait_json(f"{base}/rfxtrx/dimmer", after=at)["level"] == 8
+    assert mqtt_watch.wait_json(f"{base}/rfxtrx/14_00_f09ac8_1", after=at) == {"command": "on", "state": "ON"}
+    assert [without_seq(f) for f in sim.transmits(mark)] == [
+        bytes.fromhex("0b1101 0010 9b52 0b 01 0f 00".replace(" ", "")),
+        bytes.fromhex("0b1100 01234567 05 02 08 00".replace(" ", "")),
+        bytes.fromhex("0a1400 f09ac8 01 01 1f 00".replace(" ", "")),
+    ]
+    assert mqtt_watch.received(f"{base}/rfxtrx/wall_switch", at) == []
+    info = mqtt_watch.wait_json(f"{base}/rfxtrx/info", lambda i: i["counters"]["tx_acked"] == 2, after=at)
+    assert info["counters"]["tx_naks"] == 1 and info["counters"]["tx_sent"] == 3
+
+
+def test_commands_beyond_the_queue_limit_are_refused_and_never_sent(sim, start, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    component = start(sim, tx_timeout=30).running[0].component
+    send = f"{base}/rfxtrx/send"
+    # One on air, MAX_QUEUE waiting, one too many; each to its own unit so every frame is told apart.
+    frames = [bytes.fromhex(f"0b 11 00 00 01 23 45 67 {unit:02x} 01 0f 00") for unit in range(1, MAX_QUEUE + 3)]
+    mark, at = sim.mark(), mqtt_watch.mark()
+    sim.hold()
+    for frame in frames:
+        mqtt_watch.publish(send, frame.hex())
+    error = mqtt_watch.wait_json(f"{base}/bridge/error", after=at)
+    assert error["topic"] == send and f"{MAX_QUEUE} commands are already waiting" in error["error"]
+    sim.wait_frame(is_transmit, after=mark)
+    assert len(component.queue) == MAX_QUEUE and len(sim.transmits(mark)) == 1
+    sim.release()
+    sim.wait_frame(lambda f: without_seq(f) == without_seq(frames[1]), after=mark)  # room for one again
+    later = bytes.fromhex("0b 11 00 00 01 23 45 67 63 01 0f 00")
+    mqtt_watch.publish(send, later.hex())
+    sim.wait_frame(lambda f: without_seq(f) == without_seq(later), after=mark)
+    assert [without_seq(f) for f in sim.transmits(mark)] == [without_seq(f) for f in [*frames[:-1], later]]
+    assert len(mqtt_watch.received(f"{base}/bridge/error", at)) == 1
+
+
+def test_an_idle_stick_that_answers_the_probe_stays_open(sim, start_on_clock, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    component, clock = start_on_clock(sim)
+    mark, at = sim.mark(), mqtt_watch.mark()
+    clock.advance(IDLE_PROBE - 20)  # the minute check runs, but the stick was heard too recently
+    settle(component)
+    assert sim.received(mark) == []
+    silences = (PROBE_EVERY, IDLE_PROBE + PROBE_EVERY)  # first long enough once the check runs again; then anew
+    for silence in silences:
+        probe_mark, frames = sim.mark(), component.reader.counters.frames
+        clock.advance(silence)
+        sim.wait_frame(lambda f: f == STATUS, after=probe_mark)
+        wait_until(lambda n=frames: component.reader.counters.frames > n, what="the answer to the probe read")
+        clock.advance(component.config.response_timeout * 2)  # well past the probe's deadline
+        settle(component)
+    assert sim.received(mark) == [STATUS] * len(silences)
+    assert component.counters.opens == 1 and component.counters.init_timeouts == 0
+    assert [m.text for m in mqtt_watch.received(f"{base}/rfxtrx/availability", at)] == []
+
+
+def test_an_idle_stick_that_does_not_answer_the_probe_is_reopened(sim, start_on_clock, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    availability = f"{base}/rfxtrx/availability"
+    component, clock = start_on_clock(sim)
+    mark, at = sim.mark(), mqtt_watch.mark()
+    sim.mute = True
+    clock.advance(IDLE_PROBE + PROBE_EVERY)
+    sim.wait_frame(lambda f: f == STATUS, after=mark)
+    settle(component)  # the probe's deadline is armed by the task that wrote it
+    clock.advance(component.config.response_timeout)
+    mqtt_watch.wait_for(availability, lambda m: m.text == "offline", after=at)
+    sim.mute = False
+    finish_reset(sim, component, clock, after=mark)
+    mqtt_watch.wait_for(availability, lambda m: m.text == "online", after=at)
+    assert sim.received(mark) == [STATUS, RESET, STATUS, START]
+    assert component.counters.init_timeouts == 1 and component.counters.opens == 2
+
+
+def test_old_firmware_answering_start_receiver_with_wrong_command_still_works(tmp_path, start, mqtt_watch,
+                                                                              housebus_topics):
+    base = housebus_topics.base
+    sim = RfxtrxSimulator.on_pty(tmp_path / "ttyOLD", old_firmware=True)
+    try:
+        start(sim)  # waits for online
+        assert sim.received()[:3] == [RESET, STATUS, START]
+        info = mqtt_watch.wait_json(f"{base}/rfxtrx/info", lambda i: i.get("state") == "ready")
+        assert info["firmware_version"] == 69 and "firmware_type" not in info
+        sim.inject(OREGON)
+        assert mqtt_watch.wait_json(f"{base}/rfxtrx/garden")["temperature"] == 16.7
+        mqtt_watch.publish(f"{base}/rfxtrx/wall_switch/set", b"ON")
+        assert mqtt_watch.wait_json(f"{base}/rfxtrx/wall_switch") == {"command": "on", "state": "ON"}
+    finally:
+        sim.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from gateway_rfxtrx import encoders, packets
-from gateway_rfxtrx.packets import Reading, ReceiverStarted, Status, TxResponse, UnknownPacketError
+from gateway_rfxtrx import encoders, packets, simulator
+from gateway_rfxtrx.packets import Reading, ReceiverStarted, Status, TxResponse, UnknownPacketError, WrongCommand
 
 
 def dec(hex_frame: str) -> packets.Packet:
@@ -268,6 +268,7 @@ def test_interface_commands():
     ((0x11, 0x02, 0x3FFFFFF, 1, "set_level", 7, 0), "0B 11 02 00 03 FF FF FF 01 02 07 00"),
     ((0x11, 0x00, 0x1234567, 5, "set_level", 8, 42), "0B 11 00 2A 01 23 45 67 05 02 08 00"),
     ((0x10, 0x00, 0x43, 14, "on", None, 0), "07 10 00 00 43 0E 01 00"),
+    ((0x10, 0x00, 0x45, 5, "on", None, 42), "07 10 00 2A 45 05 01 00"),  # vector 6, with the RSSI slot empty
     ((0x14, 0x00, 0xF09AC8, 1, "on", None, 0), "0A 14 00 00 F0 9A C8 01 01 1F 00"),
     ((0x14, 0x00, 0xF09AC8, 1, "set_level", 0x10, 0), "0A 14 00 00 F0 9A C8 01 10 10 00"),
 ])
@@ -280,6 +281,25 @@ def test_lighting1_cannot_dim():
         encoders.lighting(0x10, 0, 0x41, 1, "set_level", 3, 0)
 
 
+@pytest.mark.parametrize(("frame", "device_id", "command", "level"), [
+    ("0B 11 02 00 03 FF FF FF 01 01 0F 00", "11_02_3ffffff_1", "on", 15),
+    ("0B 11 02 00 03 FF FF FF 01 00 00 00", "11_02_3ffffff_1", "off", 0),
+    ("0B 11 02 00 03 FF FF FF 01 02 07 00", "11_02_3ffffff_1", "set_level", 7),
+    ("0B 11 02 00 03 FF FF FF 01 04 0F 00", "11_02_3ffffff_1", "group_on", 15),
+    ("0B 11 00 2A 01 23 45 67 05 02 08 00", "11_00_1234567_5", "set_level", 8),
+    ("07 10 00 00 43 0E 01 00", "10_00_43_14", "on", None),
+    ("0A 14 00 00 F0 9A C8 01 01 1F 00", "14_00_f09ac8_1", "on", 31),
+    ("0A 14 00 00 F0 9A C8 01 10 10 00", "14_00_f09ac8_1", "set_level", 16),
+])
+def test_documented_command_frames_decode_to_their_command(frame, device_id, command, level):
+    """The decoder read against the reference's command frames, not against our own encoder."""
+    r = reading(frame)
+    assert r.device_id == device_id and r.values["command"] == command and r.values.get("level") == level
+
+
+# The round trip below would pass a mistake made the same way in the encoder and the decoder
+# (say, two address bytes swapped in both); test_lighting_commands and the test above pin each
+# side to the reference's bytes for every packet type it covers.
 @pytest.mark.parametrize(("ptype", "sub", "address", "unit"), [(0x10, 0x01, 0x45, 5), (0x11, 0x00, 0x1234567, 5),
                                                                (0x11, 0x01, 0x0109B52, 11), (0x14, 0x00, 0xF09AC8, 1)])
 @pytest.mark.parametrize("command", ["on", "off"])
@@ -295,3 +315,29 @@ def test_brightness_levels():
     assert encoders.level_for(0, 0x11) == 0
     for level in range(16):
         assert encoders.level_for(packets.brightness_of(level, 15), 0x11) == level
+
+
+# ---- the simulator, which the gateway tests trust, against the reference ---------------------------
+
+
+def test_the_simulator_sends_the_documented_frames():
+    assert simulator.status_frame(1, 0x02, h("00 00 27 00")) == h(
+        "14 01 00 01 02 53 22 00 00 27 00 03 00 1C 10 6F 46 58 43 4F 4D")  # vector 2
+    assert simulator.status_frame(1, 0x02, h("00 0C 2F 01"), short=True) == h(
+        "0D 01 00 01 02 53 45 00 0C 2F 01 01 00 00")  # vector 1, old firmware
+    assert simulator.receiver_started_frame(3) == h(
+        "14 01 07 03 07 43 6F 70 79 72 69 67 68 74 20 52 46 58 43 4F 4D")  # vector 4
+    assert simulator.tx_response(0) == h("04 02 01 00 00")  # vector 5
+    assert simulator.lighting2_frame(0x1234567, 5, 0x02, 8, seq=0x2A, subtype=0x00, rssi=7) == h(
+        "0B 11 00 2A 01 23 45 67 05 02 08 70")  # vector 7
+    assert simulator.security1_frame(0xD3DC54, 0x00, seq=0x4D, subtype=0x00, rssi=8, battery=9) == h(
+        "08 20 00 4D D3 DC 54 00 89")  # vector 10
+    assert simulator.security1_frame(0xFFAA00, 0x84, seq=0x00, subtype=0x01, rssi=8, battery=9) == h(
+        "08 20 01 00 FF AA 00 84 89")  # vector 11
+    assert simulator.temp_hum_frame(0x8300, 22.7, 54, seq=0x36, subtype=0x05, rssi=9, battery=9) == h(
+        "0A 52 05 36 83 00 00 E3 36 01 99")  # vector 17
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_wrong_command_frames_decode(short):
+    assert packets.decode(simulator.wrong_command_frame(3, 0x07, short=short)) == WrongCommand(3)

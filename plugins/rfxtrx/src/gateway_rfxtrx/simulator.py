@@ -6,6 +6,11 @@ transmit with a 0x02 frame (or NAKs / ignores the next one when told to), and re
 every frame it received so tests can assert on exact bytes. With ``scenario`` on it plays
 an Oregon temperature/humidity sensor, a PIR and a HomeEasy remote; tests leave it off
 and ``inject`` frames themselves, so nothing depends on timing.
+
+For the unhappy paths a test can also make it play old firmware (short status, "wrong
+command" to start-receiver), hang (``mute``: it hears everything and answers nothing),
+hold its transmit answers until ``release`` (so commands pile up in the gateway's queue),
+and send a 0x02 answer for any sequence number (``answer_transmit``: a stale or stray ACK).
 """
 
 from __future__ import annotations
@@ -50,6 +55,39 @@ def lighting2_frame(address: int, unit: int, command: int, level: int = 0, seq: 
                   address & 0xFF, unit, command, level, rssi << 4))
 
 
+# ---- frames the stick itself sends ------------------------------------------------------------
+
+
+def status_frame(seq: int, command: int, protocols: bytes, *, short: bool = False) -> bytes:
+    """The 0x01/0x00 answer to get-status (command 2) or set-mode (3); ``protocols`` is msg3..msg6."""
+    if short:
+        # Firmware before SDK 7.00: 433.92 transceiver, firmware 69 (as in the reference's vector 1).
+        return bytes((0x0D, 0x01, 0x00, seq, command, 0x53, 0x45)) + protocols + bytes((0x01, 0x00, 0x00))
+    # Long form: 433.92 transceiver, firmware 0x22 (1034), ProXL1, hw 3.0, +10 dBm, noise 0x6f.
+    return (bytes((0x14, 0x01, 0x00, seq, command, 0x53, 0x22)) + protocols
+            + bytes((0x03, 0x00, 0x1C, 0x10, 0x6F)) + b"FXCOM")
+
+
+def receiver_started_frame(seq: int) -> bytes:
+    """Current firmware's answer to start-receiver."""
+    return bytes((0x14, 0x01, 0x07, seq, 0x07)) + COPYRIGHT
+
+
+def wrong_command_frame(seq: int, command: int, *, short: bool = False) -> bytes:
+    """0x01/0xFF "wrong command received from application", the command echoed at byte 4.
+
+    Old firmware sends it as long as its status frame (inferred: the reference has no capture).
+    """
+    if short:
+        return bytes((0x0D, 0x01, 0xFF, seq, command)) + bytes(9)
+    return bytes((0x14, 0x01, 0xFF, seq, command)) + bytes(16)
+
+
+def tx_response(seq: int, code: int = 0x00) -> bytes:
+    """A 0x02 transmitter response: code 0/1 ACK, 2/3 NAK (reference §1.7)."""
+    return bytes((0x04, 0x02, 0x01, seq & 0xFF, code))
+
+
 class RfxtrxSimulator:
     """The device side of an RFXtrx433.
 
@@ -57,17 +95,24 @@ class RfxtrxSimulator:
         port_factory: builds the port given the data callback and a connect callback.
         scenario: play readings every ``interval`` seconds once the receiver is started.
         disconnect_on_reset: vanish from the bus for a moment after a reset, as some sticks do.
+        old_firmware: answer as firmware older than SDK 7.00 does: the short (0x0D) status
+            frame, and "wrong command" (0x01/0xFF) instead of "Copyright RFXCOM" to start-receiver.
     """
 
     def __init__(self, port_factory: Callable[[Callable[[bytes], None], Callable[[], None]], SimulatedPort], *,
-                 scenario: bool = False, interval: float = 3.0, disconnect_on_reset: bool = False) -> None:
+                 scenario: bool = False, interval: float = 3.0, disconnect_on_reset: bool = False,
+                 old_firmware: bool = False) -> None:
         self.frames: list[bytes] = []
         self.started = False
         self.resets = 0
         self.protocols = bytes((0x00, 0x00, 0x27, 0x00))  # X10, ARC, AC, Oregon
         self.nak_next: int | None = None  # 0x02 code to answer the next transmit with
         self.silent_next = False  # answer the next transmit with nothing at all
+        self.mute = False  # a hung stick: record what arrives, answer nothing
+        self.old_firmware = old_firmware
         self.disconnect_on_reset = disconnect_on_reset
+        self._hold = False
+        self._held: list[bytes] = []
         self._buf = bytearray()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -120,6 +165,26 @@ class RfxtrxSimulator:
         with self._cond:
             return list(self.frames[after:])
 
+    def transmits(self, after: int = 0) -> list[bytes]:
+        """The RF frames (not interface commands) received from index ``after``."""
+        return [f for f in self.received(after) if f[1] >= 0x10]
+
+    def hold(self) -> None:
+        """Keep the answers to transmits from now on until ``release``, as a stick busy on air would."""
+        with self._cond:
+            self._hold = True
+
+    def release(self) -> None:
+        """Send the held answers, in order, and answer the next transmits at once again."""
+        with self._cond:
+            held, self._held, self._hold = self._held, [], False
+        for reply in held:
+            self.port.send(reply)
+
+    def answer_transmit(self, seq: int, code: int = 0x00) -> bool:
+        """Send a 0x02 transmitter response for ``seq`` now, whatever was sent (e.g. a stale ACK)."""
+        return self.port.send(tx_response(seq, code))
+
     # ---- the firmware ----------------------------------------------------------------------
 
     def _on_connect(self) -> None:
@@ -138,9 +203,10 @@ class RfxtrxSimulator:
             self._answer(frame)
 
     def _answer(self, frame: bytes) -> None:
-        if len(frame) < 5:
+        if len(frame) < 5 or self.mute:
             return
         ptype, seq = frame[1], frame[3]
+        old = self.old_firmware
         if ptype == 0x00:
             command = frame[4]
             if command == 0x00:
@@ -149,26 +215,28 @@ class RfxtrxSimulator:
                 if self.disconnect_on_reset and self.resets == 1:
                     self._vanish()
             elif command == 0x02:
-                self.port.send(self._status(seq, 0x02))
+                self.port.send(status_frame(seq, 0x02, self.protocols, short=old))
             elif command == 0x03:
                 self.protocols = frame[7:11]
-                self.port.send(self._status(seq, 0x03))
-            elif command == 0x07:
+                self.port.send(status_frame(seq, 0x03, self.protocols, short=old))
+            elif command == 0x07 and not old:
                 self.started = True
-                self.port.send(bytes((0x14, 0x01, 0x07, seq, 0x07)) + COPYRIGHT)
+                self.port.send(receiver_started_frame(seq))
             else:
-                self.port.send(bytes((0x14, 0x01, 0xFF, seq, command)) + bytes(16))
+                self.port.send(wrong_command_frame(seq, command, short=old))
+                if command == 0x07:
+                    self.started = True  # old firmware receives without being told to
         elif ptype >= 0x10:
             if self.silent_next:
                 self.silent_next = False
                 return
             code, self.nak_next = (self.nak_next or 0), None
-            self.port.send(bytes((0x04, 0x02, 0x01, seq, code)))
-
-    def _status(self, seq: int, command: int) -> bytes:
-        # Long form: 433.92 transceiver, firmware 0x22 (1034), ProXL1, hw 3.0, +10 dBm, noise 0x6f.
-        return (bytes((0x14, 0x01, 0x00, seq, command, 0x53, 0x22)) + self.protocols
-                + bytes((0x03, 0x00, 0x1C, 0x10, 0x6F)) + b"FXCOM")
+            reply = tx_response(seq, code)
+            with self._cond:
+                if self._hold:
+                    self._held.append(reply)
+                    return
+            self.port.send(reply)
 
     def _vanish(self) -> None:
         """Drop off the bus after a reset and come back, like a stick that re-enumerates."""
