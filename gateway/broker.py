@@ -27,6 +27,15 @@ class BrokerError(RuntimeError):
     """Mosquitto is missing or did not start."""
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """Files for a second, TLS-only listener beside the shipped one (PEM: CA, server certificate, its key)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+
 def find_mosquitto() -> str:
     """Path of the ``mosquitto`` binary (Debian installs it in /usr/sbin)."""
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
@@ -85,6 +94,7 @@ class Broker:
     Attributes:
         workdir: where its config, password file, persistence and log go.
         passwords: password per user, for every user in the ACL plus ``tester``.
+        tls: when given, a TLS listener is added on ``tls_port``, with the shipped settings.
     """
 
     workdir: Path
@@ -92,6 +102,8 @@ class Broker:
     host: str = "127.0.0.1"
     port: int = 0
     passwords: dict[str, str] = field(default_factory=dict)
+    tls: TlsListener | None = None
+    tls_port: int = 0
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -115,10 +127,25 @@ class Broker:
             subprocess.run([passwd, *create, "-b", str(password_file), user, self.passwords[user]],
                            check=True, capture_output=True)
         password_file.chmod(0o600)
+        config = render_config(self.config_dir / "mosquitto.conf", self.port, self.workdir, password_file, acl)
+        if self.tls is not None:
+            while self.tls_port in (0, self.port):
+                self.tls_port = free_port()
+            # Appended last, so the shipped settings (global: per_listener_settings false) cover it too.
+            config += (f"listener {self.tls_port} {self.host}\ncafile {self.tls.cafile}\n"
+                       f"certfile {self.tls.certfile}\nkeyfile {self.tls.keyfile}\n")
         self.config_file = self.workdir / "mosquitto.conf"
-        self.config_file.write_text(render_config(self.config_dir / "mosquitto.conf", self.port, self.workdir,
-                                                  password_file, acl))
+        self.config_file.write_text(config)
         self._binary = binary
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port, self.tls_port] if self.tls is not None else [self.port]
+
+    @property
+    def pid(self) -> int | None:
+        """The Mosquitto process id while it runs, for tests that signal it directly."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def log_file(self) -> Path:
@@ -144,11 +171,16 @@ class Broker:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 log = self.log_file.read_text() if self.log_file.exists() else ""
                 raise BrokerError(f"mosquitto exited with {self._process.returncode}: {err}{log}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
+            if all(self._listening(port) for port in self.ports):
                 return
             time.sleep(0.02)  # polling a port that is not open yet; bounded by the deadline
         self.stop()
-        raise BrokerError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
+        raise BrokerError(f"mosquitto did not listen on {self.host}:{self.ports} within {timeout} s")
+
+    def _listening(self, port: int) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((self.host, port), timeout=0.2):
+            return True
+        return False
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

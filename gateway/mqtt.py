@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -278,7 +280,14 @@ class MqttBus:
                 log.exception("error in on-connect callback %s", callback)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._log_down(f"cannot reach broker {self.settings.host}:{self.settings.port}")
+        # paho calls this from its ``except OSError`` without passing the error, which tells a
+        # refused port from a certificate the CA did not sign.
+        error = sys.exc_info()[1]
+        where = f"{self.settings.host}:{self.settings.port}"
+        if isinstance(error, ssl.SSLError):
+            self._log_down(f"TLS handshake with broker {where} failed: {error}")
+        else:
+            self._log_down(f"cannot reach broker {where}" + (f": {error}" if error else ""))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode,
                        props: Any) -> None:

@@ -106,7 +106,7 @@ def test_bad_commands_go_to_bridge_error_and_the_gateway_keeps_running(gateway_f
     assert error == {"topic": topic, "error": "internal error in probe: RuntimeError: kaboom"}
     assert any("kaboom" in r.getMessage() or (r.exc_info and "kaboom" in str(r.exc_info[1]))
                for r in caplog.records if r.name == "housebus.probe")
-    assert not mqtt_watch.wait_for(f"{base}/bridge/error", after=mark).retain
+    # That errors are not retained is shown in test_retention.py, with a client that subscribes later.
 
     mark = mqtt_watch.mark()
     mqtt_watch.publish(topic, {"temperature": 22.5})
@@ -161,7 +161,7 @@ def test_discovery_and_republish_when_home_assistant_comes_online(gateway_factor
     bridge = mqtt_watch.wait_json(f"{prefix}/device/{node}_bridge/config")
     assert bridge["components"]["connection_state"]["state_topic"] if "state_topic" in bridge["components"][
         "connection_state"] else bridge["state_topic"] == f"{base}/bridge/state"
-    assert mqtt_watch.wait_for(config_topic).retain is False  # live delivery; the broker keeps it retained
+    # That configs are retained is shown in test_retention.py, with a client that subscribes later.
 
     mqtt_watch.wait_ready(base)
     mark = mqtt_watch.mark()
@@ -192,6 +192,30 @@ def test_bridge_requests(gateway_factory, mqtt_watch, housebus_topics):
         "status": "error", "data": {}, "error": "unknown request 'reboot_the_moon'"}
     mqtt_watch.publish(f"{base}/bridge/request/health_check", b"{{")
     assert mqtt_watch.wait_json(f"{base}/bridge/error")["topic"] == f"{base}/bridge/request/health_check"
+
+
+def test_info_request_republishes_bridge_info(gateway_factory, mqtt_watch, housebus_topics):
+    base, prefix = housebus_topics.base, housebus_topics.prefix
+    gateway_factory({"probe": {}}, plugins=PROBE, mqtt={"qos": 0, "queue_size": 50})
+    mqtt_watch.wait_ready(base)
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/bridge/request/info", {"transaction": [1, "x"]})
+    assert mqtt_watch.wait_json(f"{base}/bridge/response/info", after=mark) == {
+        "status": "ok", "data": {}, "transaction": [1, "x"]}
+    # Published afresh (the first one came before the mark), with the gateway as it is now.
+    info = mqtt_watch.wait_json(f"{base}/bridge/info", after=mark)
+    assert info["version"] == "0.1.0"
+    assert info["base_topic"] == base
+    assert [(p["name"], p["components"]) for p in info["plugins"]] == [("probe", {"probe": "running"})]
+    assert info["mqtt"] == {"protocol": "3.1.1", "output": "json", "qos": 0, "queue_size": 50, "queued": 0,
+                            "dropped": 0}
+    assert info["homeassistant"] == {"discovery": True, "prefix": prefix}
+    assert info["failed_plugins"] == [] and info["skipped_sections"] == {}
+
+    # No transaction in the request, none in the answer.
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/bridge/request/info")
+    assert mqtt_watch.wait_json(f"{base}/bridge/response/info", after=mark) == {"status": "ok", "data": {}}
 
 
 def test_component_failing_to_start_is_reported_and_others_run(gateway_factory, mqtt_watch, housebus_topics):

@@ -110,7 +110,7 @@ def test_missing_port_is_retried_until_it_appears(tmp_path, gateway_factory, mqt
     recorder = Recorder()
     with PtyPort(path, recorder):
         recorder.wait_for(b"INIT 1\n", timeout=15)
-        assert mqtt_watch.wait_for(f"{base}/pinger/availability", lambda m: m.text == "online").retain is False
+        mqtt_watch.wait_for(f"{base}/pinger/availability", lambda m: m.text == "online")
 
 
 def test_stop_closes_the_port(port, gateway_factory, mqtt_watch, housebus_topics):
