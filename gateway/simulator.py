@@ -88,6 +88,19 @@ class SimulatedPort:
         raise NotImplementedError
 
 
+def _device_name(fd: int) -> str:
+    """A name that reaches the terminal open on ``fd`` only while this process holds it.
+
+    ``/dev/pts/N`` numbers are handed out again at once, lowest first, to any process. A link
+    to one that outlives its simulator (the process was killed, so ``unplug`` never ran)
+    leads whoever still opens it (an orphaned ``housebus run``, say) into the next test's
+    fresh terminal: it takes the port's lock and reads its device's answers. On Linux the
+    link names the descriptor instead, which dies with the process.
+    """
+    held = Path(f"/proc/{os.getpid()}/fd/{fd}")
+    return str(held) if held.exists() else os.ttyname(fd)
+
+
 class PtyPort(SimulatedPort):
     """A pseudo-terminal reached through a stable symlink (``url`` = the symlink's path).
 
@@ -117,7 +130,7 @@ class PtyPort(SimulatedPort):
             tmp = self.path.with_name(self.path.name + ".new")
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            tmp.symlink_to(os.ttyname(slave))
+            tmp.symlink_to(_device_name(slave))
             tmp.replace(self.path)
         self._wake()  # to watch the new descriptor
 

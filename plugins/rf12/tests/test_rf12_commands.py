@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+from gateway_rf12.lines import format_send
 from gateway_rf12.sending import parse_command
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,3 +31,19 @@ def test_any_json_is_a_packet_or_a_value_error(value):
 def test_valid_payloads_round_trip(values, ack):
     assert parse_command(values) == (bytes(values), False)
     assert parse_command({"data": values, "ack": ack}) == (bytes(values), ack)
+
+
+@pytest.mark.parametrize(("payload", "node", "command"), [
+    # rf12.md 3.5 (ledNode), 3.6 (rgbRemote), 2 (the 's'/'a' syntax and its echo example) and the README.
+    ([0, 255, 0, 128, 3, 0], 1, b"0,255,0,128,3,0,1s\n"),
+    ([4], 1, b"4,1s\n"),
+    ([20, 0, 0, 255, 10, 21], 1, b"20,0,0,255,10,21,1s\n"),
+    ([255, 90, 8, 25, 255, 90, 8, 25], 30, b"255,90,8,25,255,90,8,25,30s\n"),
+    ({"data": [1, 2, 3]}, 17, b"1,2,3,17s\n"),
+    ({"data": [1, 2, 3], "ack": True}, 17, b"1,2,3,17a\n"),
+    ({"data": [42], "ack": True}, 9, b"42,9a\n"),
+])
+def test_payloads_become_the_reference_commands(payload, node, command):
+    """Vectors for the round trip above: the exact RF12demo command each documented payload becomes."""
+    data, ack = parse_command(payload)
+    assert format_send(node, data, ack=ack) == command

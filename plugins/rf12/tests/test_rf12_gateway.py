@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 from typing import Any
 
 import pytest
+from gateway_rf12.component import GROUP_TIMEOUT, Rf12
 from gateway_rf12.simulator import JeeLinkSimulator
 
-from gateway.testing import wait_until
+from gateway import ManualClock
+from gateway.testing import MqttWatch, Received, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -22,19 +29,39 @@ def sim(tmp_path):
     simulator.close()
 
 
-def start(gateway_factory, sim, mqtt_watch, base, **options: Any):
+def start(gateway_factory, sim, mqtt_watch, base, clock: ManualClock | None = None, **options: Any) -> Rf12:
+    """A gateway with the rf12 component on ``sim``, online; on ``clock`` its timers only run when the test says."""
     section = {"port": sim.url, "info_interval": 0.2, **options}
-    gw = gateway_factory({"rf12": section})
+    gw = gateway_factory({"rf12": section}, clock=clock)
     mqtt_watch.wait_ready(base)
     mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
     return next(r.component for r in gw.running if r.section == "rf12")
+
+
+def settle(rf12: Rf12) -> None:
+    """Return once the component has run everything handed to it so far, e.g. a write and the timer armed with it."""
+    done = threading.Event()
+    rf12.ctx.call_soon(done.set)
+    assert done.wait(10), "the rf12 component did not get to it"
+
+
+def retained(broker, topic: str) -> Received:
+    """The message a client subscribing now gets on ``topic``: only a retained one comes at once."""
+    late = MqttWatch(broker)
+    late.connect()
+    try:
+        late.subscribe(topic)
+        return late.wait_for(topic, timeout=5)
+    finally:
+        late.close()
 
 
 def node_slug(base: str) -> str:
     return base.replace("/", "_").replace("-", "_").lower()
 
 
-def test_banner_readings_discovery_and_counters(sim, gateway_factory, mqtt_watch, housebus_topics, caplog):
+def test_banner_readings_discovery_and_counters(sim, gateway_factory, mqtt_watch, housebus_topics, caplog,
+                                                mqtt_broker):
     caplog.set_level(logging.INFO, logger="housebus")
     base, prefix = housebus_topics.base, housebus_topics.prefix
     nodes = {**ROOM, "10": {"type": "struct", "fields": [{"name": "power1", "code": "h", "unit": "W"},
@@ -44,6 +71,9 @@ def test_banner_readings_discovery_and_counters(sim, gateway_factory, mqtt_watch
     assert info["version"] == "RF12demo.12"
     assert (info["node_id"], info["group"], info["band"], info["collect"], info["quiet"]) == (1, 212, 868, False, True)
     assert sim.commands == ["v"]  # the config matched: nothing written to EEPROM
+    # Retained (a client that subscribes only now still gets them):
+    assert retained(mqtt_broker, f"{base}/rf12/availability").text == "online"
+    assert retained(mqtt_broker, f"{base}/rf12/info").json()["ready"] is True
 
     sim.inject("OK 5 156 149 230 0")
     assert mqtt_watch.wait_json(f"{base}/rf12/kitchen") == {
@@ -91,6 +121,28 @@ def test_config_commands_only_for_settings_that_differ(sim, gateway_factory, mqt
     assert sim.commands == ["v", "31i", "100g"]
     info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
     assert (info["node_id"], info["group"]) == (31, 100)
+
+
+# The simulated JeeLink starts as the fresh-EEPROM default: A i1 g212 @ 868 MHz q1.
+MATCHING = {"node_id": 1, "group": 212, "band": 868, "collect": False, "quiet": True}
+
+
+@pytest.mark.parametrize(("setting", "value", "command"), [
+    (None, None, None),
+    ("band", 433, "4b"),
+    ("band", 915, "9b"),
+    ("collect", True, "1c"),
+    ("quiet", False, "0q"),
+])
+def test_each_setting_that_differs_is_written_alone(sim, gateway_factory, mqtt_watch, housebus_topics,
+                                                     setting, value, command):
+    """All five settings are given and all but ``setting`` match: only that one's command is sent."""
+    base = housebus_topics.base
+    options = MATCHING | ({setting: value} if setting else {})
+    start(gateway_factory, sim, mqtt_watch, base, **options)
+    assert sim.commands == ["v"] + ([command] if command else [])
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    assert {k: info[k] for k in options} == options
 
 
 def test_send_reaches_the_jeelink_as_the_exact_command(sim, gateway_factory, mqtt_watch, housebus_topics):
@@ -192,6 +244,37 @@ def test_port_loss_and_return(sim, gateway_factory, mqtt_watch, housebus_topics)
     assert sim.commands == ["v", "v", "2,5s"]
 
 
+def test_a_killed_simulators_port_link_leads_into_no_later_terminal(tmp_path):
+    """A simulator killed while plugged in (a timed-out test, a killed ``housebus demo``) leaves its
+    link behind, and a gateway of its may live on, reopening the link with backoff. Terminal numbers
+    are reused, lowest first, by every process on the machine: the link must not lead into a terminal
+    opened since, or that gateway takes its lock and reads its device's answers (the flaky
+    test_port_loss_and_return: "Could not exclusively lock port", or no online after the replug)."""
+    link = tmp_path / "ttyKILLED"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from gateway_rf12.simulator import JeeLinkSimulator
+        JeeLinkSimulator({str(link)!r})
+        print("plugged", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    with child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "plugged\n"
+            assert link.exists()
+        finally:
+            child.kill()
+    assert link.is_symlink()  # left behind, as after any kill
+    later: list[int] = []
+    try:
+        while len(later) < 32 and not link.exists():  # new terminals take the lowest free numbers: the dead one's
+            later += os.openpty()
+        assert not link.exists(), f"{link} leads to {link.resolve()}, a terminal opened since"
+    finally:
+        for fd in later:
+            os.close(fd)
+
+
 def test_silent_jeelink_is_asked_again(sim, gateway_factory, mqtt_watch, housebus_topics):
     base = housebus_topics.base
     sim.mute = True
@@ -204,3 +287,68 @@ def test_silent_jeelink_is_asked_again(sim, gateway_factory, mqtt_watch, housebu
     assert link.opened_count == 2
     sim.mute = False
     mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online", timeout=15)
+
+
+# ---- misbehaving JeeLinks (timers on a ManualClock) --------------------------------------------
+
+def test_a_group_switch_never_confirmed_fails_the_send_and_switches_back(sim, gateway_factory, mqtt_watch,
+                                                                          housebus_topics):
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock)
+    sim.withhold_config = 1  # '19g' switches the radio, but no config line says so
+    topic = f"{base}/rf12/19_1/send"
+    mqtt_watch.publish(topic, [4])
+    sim.wait_command("19g")
+    settle(rf12)  # the task that wrote '19g' armed the switch's timeout
+    mark = mqtt_watch.mark()
+    clock.advance(GROUP_TIMEOUT)
+    report = mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)
+    assert report == {"topic": topic, "error": "the JeeLink did not switch to group 19"}
+    sim.wait_command(lambda c: len(c) == 3)
+    assert sim.commands == ["v", "19g", "212g"]  # never sent from an unconfirmed group, but switched back
+    assert sim.group == 212 and sim.transmissions == []
+    settle(rf12)
+    clock.advance(rf12.config.info_interval)
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["send_failures"] == 1, after=mark)
+    mqtt_watch.publish(f"{base}/rf12/212_3/send", [5])  # the queue goes on
+    sim.wait_command("5,3s")
+    assert sim.commands == ["v", "19g", "212g", "5,3s"]
+
+
+def test_three_failed_restores_reopen_the_port(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock)
+    sim.refuse = {"212g"}  # after the send it stays in group 19
+    mqtt_watch.publish(f"{base}/rf12/19_1/send", [4])
+    mark = mqtt_watch.mark()
+    for tries in (1, 2, 3):
+        sim.wait_command(lambda c, n=tries: c.count("212g") == n)
+        assert rf12.link is not None and rf12.link.opened_count == 1  # not yet
+        settle(rf12)  # the task that wrote '212g' armed its timeout
+        if tries == 3:
+            sim.refuse.clear()  # a real JeeLink is reset when the port opens; this one just recovers
+        clock.advance(GROUP_TIMEOUT)
+    report = mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)
+    assert report == {"topic": f"{base}/rf12/info",
+                      "error": "the JeeLink did not return to group 212; reopening the port"}
+    availability = f"{base}/rf12/availability"
+    assert mqtt_watch.wait_for(availability, after=mark).text == "offline"
+    assert mqtt_watch.wait_for(availability, lambda m: m.text == "online", after=mark)
+    assert rf12.link is not None and rf12.link.opened_count == 2
+    # The handshake after the reopen found group 19 and put the home group back.
+    assert sim.commands == ["v", "19g", "4,1s", "212g", "212g", "212g", "v", "212g"]
+    assert sim.group == 212
+
+
+def test_a_setting_the_jeelink_does_not_take_is_reported_and_not_retried(sim, gateway_factory, mqtt_watch,
+                                                                          housebus_topics):
+    base = housebus_topics.base
+    sim.refuse = {"0q"}
+    start(gateway_factory, sim, mqtt_watch, base, quiet=False)  # online all the same
+    problem = "the JeeLink did not take '0q'; its config line still differs from [rf12]"
+    assert mqtt_watch.wait_json(f"{base}/bridge/error") == {"topic": f"{base}/rf12/info", "error": problem}
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    assert info["quiet"] is True and info["problems"] == [problem]
+    assert sim.commands == ["v", "0q"]  # tried once: each try rewrites the EEPROM

@@ -86,6 +86,24 @@ def test_random_bytes_never_raise_anything_but_line_error(data):
     parse_sent(data)
 
 
+@pytest.mark.parametrize(("line", "header", "data", "group", "rssi"), [
+    # Reference (rf12.md) 1.3 and 4: decimal, group 0 in v12 and v8 style, hex, RFM69 RSSI with its trailing space.
+    (b"OK 5 156 149 230 0", 5, [156, 149, 230, 0], None, None),
+    (b"OK 22 57 48 0 0", 22, [57, 48, 0, 0], None, None),
+    (b"OK 193", 193, [], None, None),
+    (b"OK G212 5 156 149 230 0", 5, [156, 149, 230, 0], 212, None),
+    (b"OKG 212 5 156", 5, [156], 212, None),
+    (b"OKX 059C95E600", 5, [156, 149, 230, 0], None, None),
+    (b"OKX GD4 059C95E600", 5, [156, 149, 230, 0], 212, None),
+    (b"OK 5 1 2 3 (-63) ", 5, [1, 2, 3], None, -63),
+    (b"OK 8 116 9 0 0 116 0 0 0 8 50 (-63)\r", 8, [116, 9, 0, 0, 116, 0, 0, 0, 8, 50], None, -63),
+])
+def test_reference_lines(line, header, data, group, rssi):
+    """Vectors for the round trip below, which builds its lines itself: the reference's own lines."""
+    packet = parse_ok(line)
+    assert (packet.header, list(packet.data), packet.group, packet.rssi) == (header, data, group, rssi)
+
+
 @given(st.lists(st.integers(0, 255), min_size=1, max_size=67), st.none() | st.integers(0, 255),
        st.none() | st.integers(-120, 0))
 def test_well_formed_lines_round_trip(values, group, rssi):
@@ -97,15 +115,24 @@ def test_well_formed_lines_round_trip(values, group, rssi):
 
 # ---- node decoders ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("line", "expected"), [
+ROOM_NODE_EXAMPLES = [  # the reference's (rf12.md 4.1) worked examples
     ("OK 5 156 149 230 0", dict(light=156, motion=True, humidity=74, temperature=23.0, battery_low=False)),
     ("OK 5 0 190 204 7", dict(light=0, motion=False, humidity=95, temperature=-5.2, battery_low=True)),
     ("OK 37 255 91 215 0", dict(light=255, motion=True, humidity=45, temperature=21.5, battery_low=False)),
     ("OK 5 10 120 44 1", dict(light=10, motion=False, humidity=60, temperature=30.0, battery_low=False)),
     ("OK 5 200 200 12 2", dict(light=200, motion=False, humidity=100, temperature=-50.0, battery_low=False)),
-])
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), ROOM_NODE_EXAMPLES)
 def test_room_node_reference_examples(line, expected):
     assert BUILTIN["roomNode"].decode(parse_ok(line.encode()).data) == expected
+
+
+@pytest.mark.parametrize(("line", "readings"), ROOM_NODE_EXAMPLES)
+def test_room_node_encoder_reference_examples(line, readings):
+    """The simulator's encoder against the reference, so the round trip below cannot hide a shared mistake."""
+    assert list(encode_room_node(**readings)) == list(parse_ok(line.encode()).data)
 
 
 def test_radio_blip_examples():

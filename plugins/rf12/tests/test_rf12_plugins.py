@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,26 @@ class ThermoPlugin:
         return {"thermo": Thermometer(), "doubler": lambda data: {"double": 2 * data[0]}}
 
 
+def test_a_decoder_that_raises_anything_is_counted_and_the_next_line_decoded(sim, gateway_factory, mqtt_watch,
+                                                                            housebus_topics, caplog):
+    """``doubler`` has a bug: an empty payload raises IndexError, not the ValueError decoders promise."""
+    base = housebus_topics.base
+    gateway_factory({"rf12": {"port": sim.url, "info_interval": 0.2, "nodes": {"7": {"type": "doubler"}}}},
+                    plugins=[("rf12", gateway_rf12), ("thermo", ThermoPlugin())])
+    mqtt_watch.wait_ready(base)
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    sim.port.send(b"OK 7\r\nOK 7 21\r\n")  # one write, so mostly one read: the bad line must not take the next along
+    assert mqtt_watch.wait_json(f"{base}/rf12/212_7") == {"node": 7, "group": 212, "raw": []}
+    assert mqtt_watch.wait_json(f"{base}/rf12/212_7", lambda p: "double" in p) == {
+        "node": 7, "group": 212, "raw": [21], "double": 42}
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["packets"] == 2)
+    assert info["counters"]["decode_errors"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
+    assert [w for w in warnings if "IndexError" in w] == [
+        "node 212_7 (doubler): IndexError: index out of range; publishing raw bytes. Logged once per node, "
+        "counted in rf12/info as decode_errors"]
+
+
 def test_third_party_decoders(sim, gateway_factory, mqtt_watch, housebus_topics):
     base, prefix = housebus_topics.base, housebus_topics.prefix
     nodes = {"6": {"type": "thermo", "name": "cellar"}, "7": {"type": "doubler"}, "8": {"type": "nosuch"}}
@@ -77,15 +98,15 @@ class LedTest(Component):
         outer = self.ctx.service("rf12.send")(request["node"], request["data"], group=request.get("group"))
         try:
             confirmed = outer.result(5)
-        except ValueError as exc:
-            self.ctx.publish_state("ledtest", {"error": str(exc)})
+        except (ValueError, ConnectionError) as exc:
+            self.ctx.publish_state("ledtest", {"refused": type(exc).__name__, "error": str(exc)}, replace=True)
             return
         confirmed.add_done_callback(self._done)
 
     def _done(self, future) -> None:
         exc = future.exception()
         self.ctx.publish_state("ledtest", {"sent": None if exc else future.result(),
-                                           "error": str(exc) if exc else None})
+                                           "error": str(exc) if exc else None}, replace=True)
 
 
 class LedTestPlugin:
@@ -171,3 +192,38 @@ def test_decode_tool(tmp_path):
                                                            "ping": 12345}}
     assert raw == {"topic": "home/rf12/7_5", "payload": {"node": 5, "group": 7, "raw": [1]}}
     assert "error" in bad
+
+
+def test_send_service_while_the_port_is_down_fails_at_once(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    gw = gateway_factory({"rf12": {"port": sim.url, "send_timeout": 30}, "ledtest": {}},
+                         plugins=[("rf12", gateway_rf12), ("ledtest", LedTestPlugin())])
+    rf12 = next(r.component for r in gw.running if r.section == "rf12")
+    mqtt_watch.wait_ready(base)
+    availability = f"{base}/rf12/availability"
+    mqtt_watch.wait_for(availability, lambda m: m.text == "online")
+
+    # Queued, and the port drops before RF12demo confirms it: the confirmation fails, it does not wait 30 s.
+    sim.withhold_echo = 1
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 2, "data": [9]})
+    sim.wait_command("9,2s")
+    sim.unplug()
+    assert mqtt_watch.wait_json(f"{base}/ledtest", after=mark) == {"sent": None, "error": f"lost {sim.url}"}
+    error = mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)
+    assert error == {"topic": f"{base}/rf12/212_2/send", "error": f"lost {sim.url}"}
+
+    # Down: refused with ConnectionError when asked, within LedTest's 5 s wait; nothing queued.
+    mqtt_watch.wait_for(availability, lambda m: m.text == "offline", after=mark)
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 1, "data": [4], "group": 19})
+    assert mqtt_watch.wait_json(f"{base}/ledtest", after=mark, timeout=4) == {
+        "refused": "ConnectionError", "error": f"the JeeLink on {sim.url} is not connected"}
+    assert not rf12.queue and rf12.job is None
+
+    # Back: the refused send was not kept to go out later.
+    sim.replug()
+    mqtt_watch.wait_for(availability, lambda m: m.text == "online", after=mark, timeout=20)
+    mqtt_watch.publish(f"{base}/ledtest/set", {"node": 3, "data": [5]})
+    sim.wait_command("5,3s")
+    assert sim.commands == ["v", "9,2s", "v", "5,3s"]

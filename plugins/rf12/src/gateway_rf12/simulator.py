@@ -4,7 +4,8 @@ It parses its input character by character as RF12demo's ``handleInput()`` does 
 commas, a lowercase command letter; anything up to a space resets the parser), echoes
 ``> ...`` and answers config commands with the config line and sends with `` -> n b``.
 Tests inject packet lines with ``inject``/``room_node`` instead of waiting for the timed
-traffic, which only ``housebus demo`` switches on.
+traffic, which only ``housebus demo`` switches on, and make it misbehave through
+``withhold_echo``, ``withhold_config``, ``refuse`` and ``mute``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from gateway.simulator import PtyPort
 from gateway_rf12.decoders import encode_room_node
-from gateway_rf12.lines import ACK, BANDS, DST
+from gateway_rf12.lines import ACK, DST
 
 # ledNode slots 0-9 as the sketch rewrites them at every boot: (r, g, b, seconds, chain).
 LED_DEFAULT_RAMPS = {
@@ -25,6 +26,7 @@ LED_DEFAULT_RAMPS = {
     8: (0, 0, 255, 5, 6), 9: (7, 1, 0, 0, 0),
 }
 LED_NODE, LED_GROUP, LED_BAND = 1, 19, 868
+BANDS = {4: 433, 8: 868, 9: 915}  # the 'b' command's codes, from the reference rather than the driver
 HELP = ("Available commands:", "  <nn> i     - set node ID (standard node ids are 1..30)",
         "  <n> b      - set MHz band (4 = 433, 8 = 868, 9 = 915)", "  <nnn> g    - set network group (RFM12 only "
         "supports 212, 0 = any)", "  ...,<nn> a - send data packet to node <nn>, request ack",
@@ -68,6 +70,10 @@ class JeeLinkSimulator:
         commands: every command the gateway typed, e.g. ``["v", "1,2,5s"]``.
         transmissions: (group, band, header, data) of every packet it sent.
         withhold_echo: how many upcoming sends get no `` -> n b`` (for timeout tests).
+        withhold_config: how many upcoming config commands (``i g b c q x``) take effect
+            without a word: no ``> `` echo and no config line.
+        refuse: config commands, as typed (``"212g"``, ``"0q"``), that are echoed but not taken:
+            the config line that follows still shows the old setting.
         mute: answer nothing at all, like a JeeLink at another baud rate.
         led: the simulated ledNode.
     """
@@ -79,6 +85,8 @@ class JeeLinkSimulator:
         self.commands: list[str] = []
         self.transmissions: list[tuple[int, int, int, bytes]] = []
         self.withhold_echo = 0
+        self.withhold_config = 0
+        self.refuse: set[str] = set()
         self.mute = False
         self.led = LedNode()
         self._cond = threading.Condition()
@@ -158,25 +166,36 @@ class JeeLinkSimulator:
 
     def _answer(self, cmd: str) -> None:
         value, stack = self._value, self._stack
-        self._print("> " + "".join(f"{b}," for b in stack) + f"{value}{cmd}")
+        config = cmd in "igbcqx"
+        with self._cond:
+            silent = config and self.withhold_config > 0
+            if silent:
+                self.withhold_config -= 1
+        if not silent:
+            self._print("> " + "".join(f"{b}," for b in stack) + f"{value}{cmd}")
         if cmd == "v":
             self._print(f"[{self.version}]{self.config_line()}")
-        elif cmd in "igbcqx":
-            if cmd == "i":
-                self.node_id = value & 0x1F
-            elif cmd == "g":
-                self.group = value & 0xFF
-            elif cmd == "b" and value in BANDS:
-                self.band = BANDS[value]
-            elif cmd == "c":
-                self.collect = bool(value)
-            elif cmd == "q":
-                self.quiet = bool(value)
-            self._print(self.config_line())
+        elif config:
+            if f"{value}{cmd}" not in self.refuse:  # a refused one keeps the old setting, as a failed EEPROM write
+                self._set(cmd, value)
+            if not silent:
+                self._print(self.config_line())
         elif cmd in "sa":
             self._transmit(value, bytes(stack), ack=cmd == "a")
         else:
             self._print(*HELP)
+
+    def _set(self, cmd: str, value: int) -> None:
+        if cmd == "i":
+            self.node_id = value & 0x1F
+        elif cmd == "g":
+            self.group = value & 0xFF
+        elif cmd == "b" and value in BANDS:
+            self.band = BANDS[value]
+        elif cmd == "c":
+            self.collect = bool(value)
+        elif cmd == "q":
+            self.quiet = bool(value)
 
     def _transmit(self, dest: int, data: bytes, *, ack: bool) -> None:
         header = (DST | dest if dest else self.node_id) | (ACK if ack else 0)
