@@ -17,15 +17,16 @@ $(STAMP): pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(TEST_PLUGINS))
 		$(foreach p,$(PLUGINS) $(TEST_PLUGINS),-e ./$(p))
 	touch $(STAMP)
 
-# Mosquitto runs the tests' broker and the demo's; Debian and Ubuntu get it from apt.
+# Mosquitto runs the tests' broker and the demo's; openssl makes the TLS test's certificates.
+# Debian and Ubuntu get both from apt.
 mosquitto:
-	@if command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; then exit 0; fi; \
+	@if { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } && command -v openssl >/dev/null; then exit 0; fi; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		echo "installing mosquitto with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null; \
 	elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then \
 		echo "installing mosquitto with sudo apt-get"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null; \
 	else \
 		echo "mosquitto is missing: install the Mosquitto broker (e.g. 'apt-get install mosquitto mosquitto-clients' or 'brew install mosquitto') and run make again" >&2; \
 		exit 1; \
