@@ -45,9 +45,12 @@ def find_mosquitto() -> str:
 
 
 def shipped_config_dir() -> Path | None:
-    """The repository's ``mosquitto/`` folder, when housebus runs from a checkout."""
-    candidate = Path(gateway.__file__).resolve().parent.parent / "mosquitto"
-    return candidate if (candidate / "mosquitto.conf").is_file() else None
+    """The broker config housebus ships: package data when installed, ``mosquitto/`` in a checkout."""
+    package = Path(gateway.__file__).resolve().parent
+    for candidate in (package / "mosquitto", package.parent / "mosquitto"):
+        if (candidate / "mosquitto.conf").is_file():
+            return candidate
+    return None
 
 
 def free_port() -> int:
