@@ -175,8 +175,9 @@ def main() -> int:
         }))
         watch = MqttWatch(broker)
         watch.connect()
-        watch.subscribe("housebus/bridge/#", "housebus/+/availability", "housebus/bench/#")
+        watch.subscribe("housebus/bridge/#", "housebus/+/availability")
         stack.callback(watch.close)
+        watch.publish("housebus/bench/sync", "sync", retain=True)
 
         began = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)])
@@ -191,13 +192,17 @@ def main() -> int:
         def run(source: Source, n: int, rate: float | None) -> tuple[float, int, float]:
             # mosquitto_sub counts: a Python subscriber busy feeding the device would fall behind
             # and make the broker drop messages queued for it (max_queued_messages).
+            # Its first line is the retained sync message, which the broker sends once the
+            # subscriptions are in place: readings sent after it has come cannot be missed. (A
+            # message that merely came back to another client proved nothing about this one, and
+            # now and then the counter missed the first reading and waited out its -W.)
             counter = subprocess.Popen(
                 [find_client("mosquitto_sub"), "-h", broker.host, "-p", str(broker.port), "-u", "dashboard",
-                 "-P", broker.passwords["dashboard"], "-q", "1", "-C", str(n), "-W", "120",
-                 "-t", f"housebus/{source.topic}"], stdout=subprocess.PIPE, text=True)
-            mark = watch.mark()
-            watch.publish("housebus/bench/ready", "1")  # the counter subscribed before this came back
-            watch.wait_for("housebus/bench/ready", after=mark)
+                 "-P", broker.passwords["dashboard"], "-q", "1", "-C", str(n + 1), "-W", "120",
+                 "-t", "housebus/bench/sync", "-t", f"housebus/{source.topic}"], stdout=subprocess.PIPE, text=True)
+            assert counter.stdout is not None
+            if counter.stdout.readline().strip() != "sync":
+                raise SystemExit("the counting subscriber did not start")
             cpu0 = cpu_seconds(proc.pid)
             t0 = time.monotonic()
             pace(source.send, [source.reading(i) for i in range(n)], rate)
