@@ -14,6 +14,8 @@ from pydantic import Field, field_validator, model_validator
 from gateway import ConfigModel, SerialUrl
 
 _NODE_KEY = re.compile(r"^(?:(\d{1,3})_)?(\d{1,2})$")
+# <base>/rf12/<name> of a node must not land on a topic of the plugin's own.
+RESERVED_NAMES = frozenset({"info", "availability", "send", "unknown"})
 
 
 class StructField(ConfigModel):
@@ -29,6 +31,13 @@ class NodeConfig(ConfigModel):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
                              description="friendly name: topic <base>/rf12/<name>")
     fields: list[StructField] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str | None) -> str | None:
+        if name is not None and name in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is reserved for a topic of the plugin; choose another name")
+        return name
 
     @model_validator(mode="after")
     def _fields_for_struct(self) -> NodeConfig:
