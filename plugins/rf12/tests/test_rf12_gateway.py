@@ -45,6 +45,13 @@ def settle(rf12: Rf12) -> None:
     assert done.wait(10), "the rf12 component did not get to it"
 
 
+def timers_ran(rf12: Rf12) -> None:
+    """Return once the timers due on the (manual) clock now have run: one due now too is run after them."""
+    done = threading.Event()
+    rf12.ctx.call_later(0, done.set)
+    assert done.wait(10), "the rf12 component did not run its timers"
+
+
 def retained(broker, topic: str) -> Received:
     """The message a client subscribing now gets on ``topic``: only a retained one comes at once."""
     late = MqttWatch(broker)
@@ -352,3 +359,519 @@ def test_a_setting_the_jeelink_does_not_take_is_reported_and_not_retried(sim, ga
     info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
     assert info["quiet"] is True and info["problems"] == [problem]
     assert sim.commands == ["v", "0q"]  # tried once: each try rewrites the EEPROM
+
+
+# ---- what is counted, and when rf12/info tells --------------------------------------------------
+
+def test_acks_and_directed_packets_are_counted_and_not_published(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """An ACK (CTL) or a packet addressed to a node (DST) does not carry its sender's id: nothing to publish."""
+    base = housebus_topics.base
+    start(gateway_factory, sim, mqtt_watch, base, nodes=ROOM)
+    mark = mqtt_watch.mark()
+    # An ACK to node 1, a packet to node 1, an ACK from 17, one to node 1 asking for an ACK, then the kitchen's.
+    for line in ("OK 193", "OK 65 1 2", "OK 145", "OK 97 3", "OK 5 156 149 230 0"):
+        sim.inject(line)
+    mqtt_watch.wait_json(f"{base}/rf12/kitchen", after=mark)
+    counters = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["packets"] == 5,
+                                    after=mark)["counters"]
+    assert (counters["acks"], counters["directed"]) == (2, 2)
+    assert [m.topic for m in mqtt_watch.received(f"{base}/rf12/+", after=mark)
+            if not m.topic.endswith(("/info", "/availability"))] == [f"{base}/rf12/kitchen"]
+
+
+def test_garbage_alone_reaches_rf12_info_and_an_over_long_line_is_garbage(sim, gateway_factory, mqtt_watch,
+                                                                          housebus_topics, caplog):
+    """Counters go out at the next info interval when they changed; garbage is the only change here."""
+    caplog.set_level(logging.WARNING, logger="housebus.rf12")
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock)
+    sim.inject("OK 5 1")  # after everything the handshake printed: once it is counted, the handshake is over
+    mqtt_watch.wait_json(f"{base}/rf12/212_5")
+    clock.advance(rf12.config.info_interval)
+    mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["packets"] == 1)
+    mark = mqtt_watch.mark()
+    clock.advance(rf12.config.info_interval)  # nothing changed: nothing to tell
+    timers_ran(rf12)
+    sim.port.send(b"A" * 1100)  # no line end within LineProtocol.max_line: noise, or the wrong baud rate
+    wait_until(lambda: rf12.counters["garbage"] == 1, what="the over-long line counted")
+    clock.advance(rf12.config.info_interval)
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", after=mark)["counters"]["garbage"] == 1  # the first since
+    warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
+    assert warnings == [f"garbage from {sim.url} (over-long line): {b'A' * 40!r}; wrong baud rate or noise? "
+                        "Further garbage is only counted in rf12/info"]
+
+
+@pytest.mark.parametrize(("options", "group"), [
+    ({"group": 100}, 100),  # the group [rf12] sets: the one the handshake will put on the JeeLink
+    ({}, 212),  # no group configured: RF12demo's default until the config line says otherwise
+])
+def test_packets_before_the_config_line_belong_to_the_expected_group(sim, gateway_factory, mqtt_watch,
+                                                                     housebus_topics, options, group):
+    """A JeeLink that was running before the port opened prints packets before it answers 'v'.
+
+    Its nodes keyed without a group are taken to be in that group too, so they are decoded under their name.
+    """
+    base = housebus_topics.base
+    sim.mute = True  # it answers nothing, yet: the radio config is unknown
+    gateway_factory({"rf12": {"port": sim.url, "nodes": ROOM, **options}}, clock=ManualClock())
+    mqtt_watch.wait_ready(base)
+    sim.wait_command("v")
+    sim.inject("OK 5 156 149 230 0")
+    state = mqtt_watch.wait_json(f"{base}/rf12/kitchen")
+    assert (state["node"], state["group"], state["temperature"]) == (5, group, 23.0)
+
+
+# ---- the send queue at its edges --------------------------------------------------------------------
+
+def test_a_confirmation_while_switching_groups_is_not_taken_for_the_sends(sim, gateway_factory, mqtt_watch,
+                                                                          housebus_topics):
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock, nodes=ROOM)
+    sim.withhold_config = 1  # '19g' is taken without a config line: the component still waits for it
+    topic = f"{base}/rf12/19_1/send"
+    mqtt_watch.publish(topic, [4])
+    sim.wait_command("19g")
+    settle(rf12)
+    sim.inject(" -> 1 b")  # a stray line: the packet has not even been typed
+    sim.inject("OK 5 156 149 230 0")  # handled after it, so once this is published the stray line was seen
+    mqtt_watch.wait_json(f"{base}/rf12/kitchen")
+    mark = mqtt_watch.mark()
+    clock.advance(GROUP_TIMEOUT)
+    assert mqtt_watch.wait_json(f"{base}/bridge/error", after=mark) == {
+        "topic": topic, "error": "the JeeLink did not switch to group 19"}
+    assert rf12.counters["sends"] == 0 and sim.transmissions == []
+
+
+def test_a_confirmation_of_another_length_is_taken_but_warned_about(sim, gateway_factory, mqtt_watch,
+                                                                    housebus_topics, caplog):
+    caplog.set_level(logging.WARNING, logger="housebus.rf12")
+    base = housebus_topics.base
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, nodes=ROOM)
+    send = rf12.ctx.service("rf12.send")
+    assert send(5, [1, 2]).result(5).result(5) == 2  # confirmed as typed: no warning
+    sim.withhold_echo = 1
+    confirmed = send(5, [1, 2]).result(5)
+    sim.wait_command(lambda c: c.count("1,2,5s") == 2)
+    sim.inject(" -> 3 b")
+    assert confirmed.result(5) == 3  # what RF12demo says it sent
+    warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
+    assert warnings == ["sent 2 bytes to node 5 but RF12demo says 3"]
+
+
+def test_each_failed_send_is_counted_and_reaches_rf12_info(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock, send_timeout=1.0)
+    sim.withhold_echo = 2
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/rf12/212_2/send", [1])
+    mqtt_watch.publish(f"{base}/rf12/212_3/send", [2])
+    for command in ("1,2s", "2,3s"):
+        sim.wait_command(command)
+        settle(rf12)  # the task that wrote it armed the send timeout
+        clock.advance(rf12.config.send_timeout)
+    errors = [mqtt_watch.wait_json(f"{base}/bridge/error", lambda e, t=t: e["topic"].endswith(t), after=mark)
+              for t in ("212_2/send", "212_3/send")]
+    timeout = "no ' -> 1 b' from the JeeLink within 1 s; the packet may not have been sent"
+    assert [e["error"] for e in errors] == [timeout, timeout]
+    settle(rf12)
+    clock.advance(rf12.config.info_interval)
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["send_failures"] == 2, after=mark)
+
+
+def test_a_switch_never_confirmed_then_refused_restores_reopen_the_port_after_three(sim, gateway_factory,
+                                                                                    mqtt_watch, housebus_topics):
+    """The switch back after a lost group switch gets the same three tries as after a send."""
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock)
+    sim.withhold_config = 1  # '19g' is taken silently
+    sim.refuse = {"212g"}  # and the way back is refused
+    mqtt_watch.publish(f"{base}/rf12/19_1/send", [4])
+    sim.wait_command("19g")
+    queued = rf12.ctx.service("rf12.send")(3, [5]).result(5)  # waits behind the stuck one
+    settle(rf12)
+    mark = mqtt_watch.mark()
+    clock.advance(GROUP_TIMEOUT)  # the switch times out: restore try 1
+    for tries in (1, 2, 3):
+        sim.wait_command(lambda c, n=tries: c.count("212g") == n)
+        assert rf12.link is not None and rf12.link.opened_count == 1  # not yet
+        settle(rf12)
+        if tries == 3:
+            sim.refuse.clear()
+        clock.advance(GROUP_TIMEOUT)
+    sim.wait_command(lambda c: c.count("v") == 2)
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online", after=mark)
+    assert rf12.link is not None and rf12.link.opened_count == 2
+    assert sim.commands[:6] == ["v", "19g", "212g", "212g", "212g", "v"]
+    error = queued.exception(5)  # the reopen drops the queue: its sends fail, none is left hanging
+    assert isinstance(error, ConnectionError) and str(error) == f"lost {sim.url}"
+    mqtt_watch.publish(f"{base}/rf12/212_3/send", [5])  # the queue goes on after the reopen
+    sim.wait_command("5,3s")
+
+
+def test_the_send_service_sends_with_the_ack_flag_and_refuses_a_bad_one(sim, gateway_factory, mqtt_watch,
+                                                                        housebus_topics):
+    base = housebus_topics.base
+    rf12 = start(gateway_factory, sim, mqtt_watch, base)
+    send = rf12.ctx.service("rf12.send")
+    assert send(2, b"\x09", ack=True).result(5).result(5) == 1
+    assert sim.commands[-1] == "9,2a"
+    with pytest.raises(ValueError, match=r"^ack must be a bool$"):
+        send(2, [9], ack="yes").result(5)
+    assert sim.commands == ["v", "9,2a"]
+
+
+def test_sends_pending_when_the_component_stops_fail_without_an_error_report(sim, gateway_factory, mqtt_watch,
+                                                                             housebus_topics):
+    """Stopping is not a fault of the send: its caller learns why, bridge/error stays quiet."""
+    base = housebus_topics.base
+    section = {"port": sim.url, "send_timeout": 30}
+    gw = gateway_factory({"rf12": section})
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    rf12 = next(r.component for r in gw.running if r.section == "rf12")
+    sim.withhold_echo = 1
+    send = rf12.ctx.service("rf12.send")
+    in_flight, queued = send(2, [9]).result(5), send(3, [8]).result(5)
+    sim.wait_command("9,2s")
+    mark = mqtt_watch.mark()
+    gw.stop()
+    for future in (in_flight, queued):
+        error = future.exception(5)
+        assert isinstance(error, ConnectionError) and str(error) == "the rf12 component stopped"
+    mqtt_watch.wait_for(f"{base}/bridge/state", lambda m: m.text == "offline", after=mark)  # published last
+    assert mqtt_watch.received(f"{base}/bridge/error", after=mark) == []
+
+
+def test_a_send_queued_before_the_jeelink_answers_goes_out_once_it_does(sim, gateway_factory, mqtt_watch,
+                                                                        housebus_topics):
+    """Without a group in [rf12] and before the config line, the send is meant for RF12demo's default group."""
+    base = housebus_topics.base
+    clock = ManualClock()
+    sim.mute = True
+    gw = gateway_factory({"rf12": {"port": sim.url, "send_timeout": 1.0, "info_interval": 0.2}}, clock=clock)
+    rf12 = next(r.component for r in gw.running if r.section == "rf12")
+    mqtt_watch.wait_ready(base)
+    sim.wait_command("v")
+    confirmed = rf12.ctx.service("rf12.send")(5, [1]).result(5)  # queued: the JeeLink has not answered
+    sim.withhold_echo = 1
+    sim.mute = False
+    settle(rf12)
+    clock.advance(3.0)  # HANDSHAKE_TIMEOUT: 'v' again, answered this time
+    sim.wait_command("1,5s")
+    settle(rf12)
+    mark = mqtt_watch.mark()
+    clock.advance(1.0)
+    assert mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)["topic"] == f"{base}/rf12/212_5/send"
+    assert isinstance(confirmed.exception(5), TimeoutError)
+    assert sim.commands == ["v", "v", "1,5s"]
+
+
+def test_a_node_of_the_configured_home_group_is_sent_to_without_switching(sim, gateway_factory, mqtt_watch,
+                                                                          housebus_topics):
+    base = housebus_topics.base
+    start(gateway_factory, sim, mqtt_watch, base, group=100, nodes=ROOM)
+    mqtt_watch.publish(f"{base}/rf12/kitchen/send", [4])
+    sim.wait_command("4,5s")
+    assert sim.commands == ["v", "100g", "4,5s"]
+
+
+def test_a_mute_jeelink_is_warned_about_once_not_at_every_reopen(sim, gateway_factory, mqtt_watch, housebus_topics,
+                                                                  caplog):
+    caplog.set_level(logging.DEBUG, logger="housebus.rf12")
+    base = housebus_topics.base
+    clock = ManualClock()
+    sim.mute = True
+    gw = gateway_factory({"rf12": {"port": sim.url}}, clock=clock)
+    rf12 = next(r.component for r in gw.running if r.section == "rf12")
+    mqtt_watch.wait_ready(base)
+    for asked in range(1, 7):  # two rounds of three unanswered 'v's, each ending in a reopen
+        sim.wait_command(lambda c, n=asked: c.count("v") == n)
+        settle(rf12)  # the task that wrote 'v' armed the handshake timeout
+        clock.advance(3.0)  # HANDSHAKE_TIMEOUT
+    sim.wait_command(lambda c: c.count("v") == 7)
+    assert rf12.link is not None and rf12.link.opened_count == 3
+    silent = f"the JeeLink on {sim.url} does not answer 'v' (RF12demo at 57600 baud?); reopening the port"
+
+    def said() -> list[int]:
+        return [r.levelno for r in caplog.records if r.name == "housebus.rf12" and r.getMessage() == silent]
+
+    assert said() == [logging.WARNING, logging.DEBUG]
+    # Once it has answered, a new silence is news again.
+    sim.mute = False
+    settle(rf12)
+    clock.advance(3.0)
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    sim.mute = True
+    sim.unplug()
+    sim.replug()  # the link reopens it after its backoff
+    for asked in range(9, 12):
+        sim.wait_command(lambda c, n=asked: c.count("v") == n)
+        settle(rf12)
+        clock.advance(3.0)
+    sim.wait_command(lambda c: c.count("v") == 12)
+    assert said() == [logging.WARNING, logging.DEBUG, logging.WARNING]
+
+
+def test_before_the_jeelink_answers_rf12_info_says_nothing_is_known(sim, gateway_factory, mqtt_watch,
+                                                                    housebus_topics, mqtt_broker):
+    base = housebus_topics.base
+    sim.mute = True
+    gateway_factory({"rf12": {"port": sim.url}}, clock=ManualClock())
+    mqtt_watch.wait_ready(base)
+    sim.wait_command("v")
+    assert retained(mqtt_broker, f"{base}/rf12/info").json() == {
+        "node_id": None, "group": None, "band": None, "collect": None, "quiet": None, "offset": None,
+        "output": None, "version": None, "port": sim.url, "ready": False,
+        "counters": dict.fromkeys(("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends",
+                                   "send_failures"), 0),
+        "problems": []}
+
+
+def test_a_setting_not_taken_does_not_hold_up_the_next_one(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    sim.refuse = {"4b"}
+    start(gateway_factory, sim, mqtt_watch, base, **(MATCHING | {"band": 433, "collect": True}))
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    assert sim.commands == ["v", "4b", "1c"]
+    assert (info["band"], info["collect"]) == (868, True)
+    assert info["problems"] == ["the JeeLink did not take '4b'; its config line still differs from [rf12]"]
+
+
+def test_configured_nodes_are_discovered_in_their_groups(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """Nodes keyed without a group are in the home group; one of an unknown type is skipped, not the rest."""
+    base, prefix = housebus_topics.base, housebus_topics.prefix
+    nodes = {"8": {"type": "nosuch"}, **ROOM, "19_1": {"type": "roomNode"}}
+    start(gateway_factory, sim, mqtt_watch, base, group=100, nodes=nodes)
+    configs = {key: mqtt_watch.wait_for(f"{prefix}/device/+/config",
+                                        lambda m, k=key: m.topic.endswith(f"_rf12_{k}/config")).json()
+               for key in ("100_5", "19_1")}
+    assert {k: (c["device"]["name"], c["state_topic"]) for k, c in configs.items()} == {
+        "100_5": ("kitchen", f"{base}/rf12/kitchen"), "19_1": ("19_1", f"{base}/rf12/19_1")}
+
+
+def test_rf12_info_follows_the_jeelink_through_a_group_switch(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    start(gateway_factory, sim, mqtt_watch, base, clock=ManualClock())  # no counters flush: only config lines
+    mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(f"{base}/rf12/19_1/send", [4])
+    sim.wait_command("212g")
+    mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["group"] == 212, after=mark)
+    assert [m.json()["group"] for m in mqtt_watch.received(f"{base}/rf12/info", after=mark)] == [19, 212]
+
+
+def test_a_jeelink_that_does_not_confirm_a_setting_is_shown_as_it_is(sim, gateway_factory, mqtt_watch,
+                                                                     housebus_topics):
+    """Not ready, but rf12/info shows what its config line said, so the user sees which setting is stuck."""
+    base = housebus_topics.base
+    sim.withhold_config = 1  # '31i' is taken without an echo or a config line
+    gateway_factory({"rf12": {"port": sim.url, "node_id": 31}}, clock=ManualClock())
+    mqtt_watch.wait_ready(base)
+    sim.wait_command("31i")
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["version"] is not None)
+    assert (info["version"], info["node_id"], info["group"], info["ready"]) == ("RF12demo.12", 1, 212, False)
+
+
+def test_a_send_already_done_is_not_failed_again_when_the_port_goes(sim, gateway_factory, mqtt_watch,
+                                                                    housebus_topics):
+    """The packet went out in group 19; the port is lost while switching back: that send did not fail."""
+    base = housebus_topics.base
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=ManualClock(), nodes=ROOM)
+    sim.refuse = {"212g"}  # the switch back hangs (its timeout never comes on the manual clock)
+    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19).result(5)
+    assert confirmed.result(5) == 1
+    sim.wait_command("212g")
+    mark = mqtt_watch.mark()
+    sim.unplug()
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "offline", after=mark)
+    settle(rf12)  # the port's loss was handed to the component before the offline
+    mqtt_watch.publish(f"{base}/rf12/kitchen/send", [1])  # refused now: its error comes after any earlier one
+    errors = [mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)]
+    errors += [m.json() for m in mqtt_watch.received(f"{base}/bridge/error", after=mark)[1:]]
+    assert errors == [{"topic": f"{base}/rf12/kitchen/send", "error": f"the JeeLink on {sim.url} is not connected"}]
+    assert rf12.counters["send_failures"] == 0
+
+
+def test_a_handshake_timeout_already_due_when_the_config_line_came_asks_nothing(sim, gateway_factory, mqtt_watch,
+                                                                               housebus_topics):
+    """The config line and the handshake timeout can meet on the component's thread in either order.
+
+    Here the timeout fires while the config line waits to be handled, so the component is online by the time
+    the timeout is: it must not ask again. The config line is handed to the component as its serial link does,
+    so that the order is fixed.
+    """
+    base = housebus_topics.base
+    clock = ManualClock()
+    sim.mute = True
+    gw = gateway_factory({"rf12": {"port": sim.url}}, clock=clock)
+    rf12 = next(r.component for r in gw.running if r.section == "rf12")
+    mqtt_watch.wait_ready(base)
+    sim.wait_command("v")
+    settle(rf12)  # the handshake timeout is armed
+    busy = threading.Event()
+    rf12.ctx.call_soon(busy.wait, 10)
+    rf12.ctx.call_soon(rf12.line_received, b"[RF12demo.12] A i1 g212 @ 868 MHz q1")
+    clock.advance(3.0)  # HANDSHAKE_TIMEOUT
+    fired = threading.Event()
+    gw.scheduler.call_later(0, fired.set)  # on the scheduler's own thread: after the timeout has been handed over
+    assert fired.wait(10)
+    busy.set()
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    rf12.ctx.service("rf12.send")(5, [1])  # typed after anything the timeout might have typed
+    sim.wait_command("1,5s")
+    assert sim.commands == ["v", "1,5s"]
+
+
+def test_a_send_whose_port_is_gone_when_it_is_typed_fails_once(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """The JeeLink confirms the group switch, and its port is gone before the packet can be typed.
+
+    The config line is handed to the component as its serial link does, ahead of the port's loss, so that
+    the order is fixed: the write fails first, then the loss is seen.
+    """
+    base = housebus_topics.base
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=ManualClock())
+    sim.withhold_config = 1  # '19g' is taken without a config line; the test hands it over itself
+    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19).result(5)
+    sim.wait_command("19g")
+    settle(rf12)
+    busy = threading.Event()
+    rf12.ctx.call_soon(busy.wait, 10)
+    rf12.ctx.call_soon(rf12.line_received, b" A i1 g19 @ 868 MHz q1")
+    mark = mqtt_watch.mark()
+    sim.unplug()
+    wait_until(lambda: rf12.link is not None and not rf12.link.connected, what="the port's loss noticed")
+    busy.set()
+    not_connected = f"the JeeLink on {sim.url} is not connected"
+    error = confirmed.exception(5)
+    assert isinstance(error, ConnectionError) and str(error) == not_connected
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "offline", after=mark)
+    settle(rf12)
+    mqtt_watch.publish(f"{base}/rf12/212_2/send", [1])  # refused now: its error comes after any earlier one
+    mqtt_watch.wait_json(f"{base}/bridge/error", lambda e: e["topic"].endswith("/212_2/send"), after=mark)
+    assert [m.json() for m in mqtt_watch.received(f"{base}/bridge/error", after=mark)] == [
+        {"topic": f"{base}/rf12/19_1/send", "error": not_connected},
+        {"topic": f"{base}/rf12/212_2/send", "error": not_connected}]
+    assert sim.transmissions == [] and rf12.counters["send_failures"] == 1
+
+
+@pytest.mark.parametrize("baud", [57600, 38400])  # RF12demo.12; the OEM RFM69Pi firmware (rf12.md 1.1)
+def test_the_port_is_opened_at_the_configured_baud_rate(sim, gateway_factory, mqtt_watch, housebus_topics, baud):
+    start(gateway_factory, sim, mqtt_watch, housebus_topics.base, **({} if baud == 57600 else {"baud": baud}))
+    assert sim.line_speed() == baud
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (b"OK 5 256", "not a byte: b'256'"),  # what parse_ok says is wrong with the line
+    (b" A i1 g212 @ 868 MHz?", "unreadable config line"),
+    (b"\xff\xfe garbage", "not text"),
+])
+def test_the_first_garbage_is_logged_with_what_is_wrong_with_it(sim, gateway_factory, mqtt_watch, housebus_topics,
+                                                               caplog, line, why):
+    caplog.set_level(logging.WARNING, logger="housebus.rf12")
+    rf12 = start(gateway_factory, sim, mqtt_watch, housebus_topics.base)
+    sim.inject(line)
+    wait_until(lambda: rf12.counters["garbage"] == 1, what="the garbage counted")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
+    assert warnings == [f"garbage from {sim.url} ({why}): {line!r}; wrong baud rate or noise? "
+                        "Further garbage is only counted in rf12/info"]
+
+
+def test_bad_crc_lines_alone_reach_rf12_info(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """With quiet mode off, RF12demo prints ' ? ...' for each packet with a bad CRC: they are counted."""
+    base = housebus_topics.base
+    clock = ManualClock()
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=clock)
+    sim.inject(" ? 5 1 2 3")
+    sim.inject(" ? 37 9")
+    wait_until(lambda: rf12.counters["bad_crc"] == 2, what="both bad CRC lines counted")
+    mark = mqtt_watch.mark()
+    clock.advance(rf12.config.info_interval)
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["bad_crc"] == 2, after=mark)
+
+
+def test_an_echo_with_a_trailing_space_is_recognised(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """rf12.md 1.1: a parser should tolerate a trailing space; here on the echo of a config command."""
+    base = housebus_topics.base
+    sim.withhold_config = 1  # '31i' is taken silently: the test prints its echo and config line
+    gateway_factory({"rf12": {"port": sim.url, "node_id": 31}})
+    sim.wait_command("31i")
+    sim.inject("> 31i ")
+    sim.inject(sim.config_line())
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    assert sim.commands == ["v", "31i"]
+
+
+def test_the_jeelinks_own_group_is_home_when_none_is_configured(tmp_path, gateway_factory, mqtt_watch,
+                                                                housebus_topics):
+    base = housebus_topics.base
+    jeelink = JeeLinkSimulator(tmp_path / "ttyG100", group=100)
+    try:
+        start(gateway_factory, jeelink, mqtt_watch, base, nodes=ROOM)
+        jeelink.inject("OK 5 156 149 230 0")
+        state = mqtt_watch.wait_json(f"{base}/rf12/kitchen")
+        assert (state["group"], state["temperature"]) == (100, 23.0)
+        assert jeelink.commands == ["v"]
+    finally:
+        jeelink.close()
+
+
+def test_a_jeelink_reset_by_the_port_opening_prints_its_config_twice_and_is_set_once(sim, gateway_factory,
+                                                                                    mqtt_watch, housebus_topics):
+    """A real JeeLink resets when its port opens: banner, help text, then the config again.
+
+    The first config line starts the configuration; the second one arrives before the echo of the command
+    that sent, so it says nothing about whether the JeeLink took it.
+    """
+    base = housebus_topics.base
+    sim.mute = True  # still in its bootloader: the 'v' is lost
+    gateway_factory({"rf12": {"port": sim.url, "node_id": 31}})
+    sim.wait_command("v")
+    sim.mute = False
+    sim.boot()
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
+    assert (info["node_id"], info["problems"]) == (31, [])
+    assert sim.commands == ["v", "31i"]
+
+
+def test_packets_after_a_reconnect_are_published_before_the_jeelink_answers(sim, gateway_factory, mqtt_watch,
+                                                                           housebus_topics):
+    base = housebus_topics.base
+    start(gateway_factory, sim, mqtt_watch, base, nodes=ROOM)
+    sim.unplug()
+    sim.mute = True  # it comes back without answering, yet
+    sim.replug()
+    sim.wait_command(lambda c: c == ["v", "v"], timeout=20)  # reopened after the link's backoff
+    mark = mqtt_watch.mark()
+    sim.inject("OK 5 156 149 230 0")
+    state = mqtt_watch.wait_json(f"{base}/rf12/kitchen", after=mark)
+    assert (state["group"], state["temperature"]) == (212, 23.0)
+
+
+def test_while_the_port_is_gone_rf12_info_says_not_ready(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    rf12 = start(gateway_factory, sim, mqtt_watch, base, send_timeout=30)
+    sim.withhold_echo = 1
+    lost = rf12.ctx.service("rf12.send")(2, [9]).result(5)  # in flight when the port goes: a counted failure
+    sim.wait_command("9,2s")
+    mark = mqtt_watch.mark()
+    sim.unplug()
+    assert isinstance(lost.exception(5), ConnectionError)
+    info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["send_failures"] == 1, after=mark)
+    assert info["ready"] is False
+
+
+def test_nodes_are_announced_to_home_assistant_once_not_at_every_reconnect(sim, gateway_factory, mqtt_watch,
+                                                                         housebus_topics):
+    """discovery.py: the devices are built once, when the JeeLink first answers."""
+    base, prefix = housebus_topics.base, housebus_topics.prefix
+    start(gateway_factory, sim, mqtt_watch, base, nodes=ROOM)
+    mqtt_watch.wait_for(f"{prefix}/device/+/config", lambda m: m.topic.endswith("_rf12_212_5/config"))
+    sim.unplug()
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "offline")
+    mark = mqtt_watch.mark()
+    sim.replug()
+    mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"], after=mark, timeout=20)  # published last
+    assert [m.topic for m in mqtt_watch.received(f"{prefix}/device/+/config", after=mark)] == []

@@ -227,3 +227,21 @@ def test_send_service_while_the_port_is_down_fails_at_once(sim, gateway_factory,
     mqtt_watch.publish(f"{base}/ledtest/set", {"node": 3, "data": [5]})
     sim.wait_command("5,3s")
     assert sim.commands == ["v", "9,2s", "v", "5,3s"]
+
+
+class StructPlugin:
+    @hookimpl
+    def gateway_rf12_decoders(self):
+        return {"struct": Thermometer(), "thermo": Thermometer()}
+
+
+def test_a_plugin_replacing_struct_is_a_problem_shown_in_rf12_info(sim, gateway_factory, mqtt_watch, housebus_topics):
+    """``struct`` is built per node from its fields, so a plugin cannot take it over; its other types still count."""
+    base = housebus_topics.base
+    gateway_factory({"rf12": {"port": sim.url, "nodes": {"6": {"type": "thermo", "name": "cellar"}}}},
+                    plugins=[("rf12", gateway_rf12), ("struct", StructPlugin())])
+    problem = "a plugin tried to replace the built-in node type 'struct'; ignored"
+    assert mqtt_watch.wait_json(f"{base}/bridge/error") == {"topic": f"{base}/rf12/info", "error": problem}
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])["problems"] == [problem]
+    sim.inject("OK 6 251")
+    assert mqtt_watch.wait_json(f"{base}/rf12/cellar")["celsius"] == -5

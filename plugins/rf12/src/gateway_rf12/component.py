@@ -90,8 +90,8 @@ class Rf12(Component, LineProtocol):
         self.table = NodeTable(self.config.nodes, self._decoders())
         for problem in self.table.problems:
             self._problem(problem)
-        if self._home_group is not None:
-            self.table.set_home_group(self._home_group)
+        # Packets before the first config line are taken to be in this group (see _on_packet): so are its nodes.
+        self.table.set_home_group(self._home_group if self._home_group is not None else DEFAULT_GROUP)
         self.ctx.subscribe(self.ctx.topic("rf12", "+", "send"), self.on_send)
         self.ctx.call_every(self.config.info_interval, self._flush_info)
         self._publish_info()
@@ -288,8 +288,6 @@ class Rf12(Component, LineProtocol):
         self.ready = True
         self._silence_warned = False
         self.ctx.set_available(True)
-        if self._home_group is not None:
-            self.table.set_home_group(self._home_group)
         if not self._discovered:
             self._discovered = True
             self._discover()
@@ -297,7 +295,8 @@ class Rf12(Component, LineProtocol):
         self._pump()
 
     def _discover(self) -> None:
-        home = self._home_group if self._home_group is not None else DEFAULT_GROUP
+        home = self._home_group
+        assert home is not None  # the config line that made the component ready set it
         for group, node, cfg, decoder in self.table.configured():
             if decoder is None:
                 continue
@@ -352,9 +351,8 @@ class Rf12(Component, LineProtocol):
     def _target_group(self, job: SendJob) -> int:
         if job.group is not None:
             return job.group
-        if self._home_group is not None:
-            return self._home_group
-        return self.radio.group if self.radio is not None else DEFAULT_GROUP
+        # No home group means no config line yet (the first one sets it): RF12demo's default is all we know.
+        return self._home_group if self._home_group is not None else DEFAULT_GROUP
 
     def _pump(self) -> None:
         if self.job is not None or not self.ready or not self.queue:
@@ -445,10 +443,11 @@ class Rf12(Component, LineProtocol):
                     self.link.reconnect()  # the handshake puts the home group back
 
     def _fail(self, job: SendJob, exc: Exception) -> None:
+        if job.future.done():  # sent, or failed already: while switching back, a job is still self.job
+            return
         self.counters["send_failures"] += 1
         self._info_dirty = True
-        if not job.future.done():
-            job.future.set_exception(exc)
+        job.future.set_exception(exc)
         self.ctx.report_error(job.topic, str(exc))
 
     def _fail_all(self, exc: Exception, *, report: bool) -> None:

@@ -93,6 +93,7 @@ def parse_ok(line: bytes) -> Packet:
     try:
         if not tokens:
             raise LineError("empty line")
+        head = tokens[0]  # before the RSSI is popped: a line of just "(-63)" would leave no tokens
         rssi = None
         last = tokens[-1]
         if last[:1] == b"(" and last[-1:] == b")":
@@ -100,20 +101,16 @@ def parse_ok(line: bytes) -> Packet:
             if not -200 <= rssi <= 0:
                 raise LineError("RSSI out of range")
             tokens.pop()
-        head = tokens[0]
         if head == b"OK":
             group = None
             rest = tokens[1:]
             if rest and rest[0][:1] == b"G":
                 group = _byte(rest[0][1:])
                 rest = rest[1:]
-            elif len(rest) >= 2 and rest[0] == b"G":  # v8 printed "OKG 212 ..."; tolerate "OK G 212"
-                group = _byte(rest[1])
-                rest = rest[2:]
             if not rest:
                 raise LineError("no header byte")
             values = [_byte(t) for t in rest]
-        elif head == b"OKG":
+        elif head == b"OKG":  # v8 printed "OKG 212 ..."
             if len(tokens) < 3:
                 raise LineError("no header byte")
             group = _byte(tokens[1])
@@ -126,9 +123,7 @@ def parse_ok(line: bytes) -> Packet:
                 rest = rest[1:]
             if len(rest) != 1 or not rest[0].isalnum():
                 raise LineError("malformed hex packet")
-            values = list(bytes.fromhex(rest[0].decode("ascii")))
-            if not values:
-                raise LineError("no header byte")
+            values = list(bytes.fromhex(rest[0].decode("ascii")))  # never empty: rest[0] is a non-empty token
             if group is not None and not 0 <= group <= 255:
                 raise LineError("group out of range")
         else:

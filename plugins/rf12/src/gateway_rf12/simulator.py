@@ -10,7 +10,9 @@ traffic, which only ``housebus demo`` switches on, and make it misbehave through
 
 from __future__ import annotations
 
+import os
 import random
+import termios
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -219,6 +221,16 @@ class JeeLinkSimulator:
             if not self._cond.wait_for(lambda: check(self.commands), timeout):
                 raise TimeoutError(f"simulator commands: {self.commands}")
             return list(self.commands)
+
+    def line_speed(self) -> int | None:
+        """The baud rate the gateway set on the port: RF12demo only understands its own (57600, OEM 38400)."""
+        fd = os.open(self.port.url, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            speed = termios.tcgetattr(fd)[5]  # the output speed; pyserial sets both alike
+        finally:
+            os.close(fd)
+        return next((baud for baud in (9600, 19200, 38400, 57600, 115200)
+                     if getattr(termios, f"B{baud}") == speed), None)
 
     def unplug(self) -> None:
         self.port.unplug()
