@@ -120,7 +120,8 @@ class MqttBus:
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._subs: list[Subscription] = []
-        self._session_filters: set[str] = set()  # subscribed at the broker in this connection
+        # Filters in the SUBSCRIBE sent on CONNACK; _flush subscribes those added before its SUBACK.
+        self._session_filters: set[str] = set()
         self._match_cache: dict[str, tuple[Subscription, ...]] = {}
         self._down_logged = False
         self._stopping = False
@@ -214,7 +215,6 @@ class MqttBus:
             self._subs.append(sub)
             self._match_cache.clear()
             if new and self._connected:
-                self._session_filters.add(topic_filter)
                 self._client.subscribe(topic_filter, self.settings.qos)
         return sub
 
@@ -225,7 +225,6 @@ class MqttBus:
             self._subs.remove(sub)
             self._match_cache.clear()
             if self._connected and all(s.filter != sub.filter for s in self._subs):
-                self._session_filters.discard(sub.filter)
                 self._client.unsubscribe(sub.filter)
 
     # ---- paho callbacks (network thread) -----------------------------------------------
@@ -280,22 +279,27 @@ class MqttBus:
                 log.exception("error in on-connect callback %s", callback)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        # paho calls this from its ``except OSError`` without passing the error, which tells a
+        # paho calls this only from its ``except OSError``, without passing the error, which tells a
         # refused port from a certificate the CA did not sign.
         error = sys.exc_info()[1]
         where = f"{self.settings.host}:{self.settings.port}"
         if isinstance(error, ssl.SSLError):
             self._log_down(f"TLS handshake with broker {where} failed: {error}")
         else:
-            self._log_down(f"cannot reach broker {where}" + (f": {error}" if error else ""))
+            self._log_down(f"cannot reach broker {where}: {error}")
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode,
                        props: Any) -> None:
         with self._lock:
             was = self._connected
             self._connected = False
-        if was and not self._stopping:
+        if self._stopping:
+            return
+        if was:
             self._log_down(f"lost connection to broker: {rc}")
+        else:
+            # E.g. a broker that wants a client certificate drops a TLS 1.3 client after the handshake.
+            self._log_down(f"broker closed the connection before it was up: {rc}")
 
     def _log_down(self, message: str) -> None:
         """Log the first failure of an outage only; the rest go to debug."""

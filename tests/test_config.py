@@ -6,10 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from gateway import ConfigModel
-from gateway.config import validate
+from gateway import ConfigModel, SerialUrl
+from gateway.config import load, validate
 from gateway.errors import ConfigError
 
 
@@ -177,3 +177,158 @@ def test_unreadable_and_malformed_files(cli, tmp_path):
     result = cli("check-config", "--config", str(broken))
     assert result.returncode == 2
     assert result.stderr.startswith(f"{broken}: not valid TOML: ")
+
+
+# ---- reading the file (in-process: the CLI tests above run it in a subprocess) -----------------
+
+
+def test_load_reads_and_validates_the_file(tmp_path):
+    path = tmp_path / "housebus.toml"
+    path.write_text(textwrap.dedent("""
+        [mqtt]
+        host = "broker.lan"
+
+        [radio]
+        port = "/dev/ttyUSB1"
+
+        [broken]
+        port = "x"
+    """))
+    config = load(path, MODELS, {"broken": "plugin broken failed to load: boom"})
+    assert config.path == path
+    assert config.settings.mqtt.host == "broker.lan"
+    assert config.sections["radio"] == RadioModel(port="/dev/ttyUSB1")
+    assert config.skipped == {"broken": "plugin broken failed to load: boom"}
+
+
+def test_load_names_the_file_in_its_problems(tmp_path):
+    path = tmp_path / "other.toml"
+    path.write_text("[radio]\nbaud = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, MODELS)
+    assert info.value.problems == [f"{path}: [radio] port: Field required",
+                                   f"{path}: [radio] baud: Input should be greater than 0"]
+
+
+def test_a_missing_unreadable_or_malformed_file_is_a_config_error(tmp_path):
+    def problems_of(path: Path) -> list[str]:
+        with pytest.raises(ConfigError) as info:
+            load(path, MODELS)
+        return info.value.problems
+
+    assert problems_of(tmp_path / "absent.toml") == [f"{tmp_path / 'absent.toml'}: file not found"]
+    assert problems_of(tmp_path) == [f"{tmp_path}: cannot read: Is a directory"]
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mqtt]\nhost = \n")
+    (problem,) = problems_of(broken)
+    assert problem.startswith(f"{broken}: not valid TOML: ") and "line 2" in problem  # tomllib's wording varies
+
+
+# ---- where problems are reported ---------------------------------------------------------------
+
+
+def test_a_bad_data_dir_is_named_as_a_top_level_key():
+    assert problems({"data_dir": 5}) == [
+        "housebus.toml: data_dir: Input is not a valid path for <class 'pathlib.Path'>"]
+
+
+def test_unknown_sections_and_keys_list_the_plugin_sections_there_are():
+    class Alpha(ConfigModel):
+        pass
+
+    assert problems({"zeta": {"a": 1}, "colour": "red"}, models={"radio": RadioModel, "alpha": Alpha}) == [
+        "housebus.toml: [zeta]: unknown section (plugin sections available: alpha, radio)",
+        "housebus.toml: [colour]: unknown key (plugin sections available: alpha, radio)",
+    ]
+    assert problems({"zeta": {}}, models={}) == [
+        "housebus.toml: [zeta]: unknown section (plugin sections available: none)"]
+
+
+def test_a_plugin_section_must_be_a_table():
+    assert problems({"radio": "/dev/ttyUSB0"}) == ["housebus.toml: [radio]: must be a table, [radio]"]
+
+
+def test_attribute_only_output_problem_says_what_to_do():
+    assert problems({"mqtt": {"output": "attributes"}}) == [
+        'housebus.toml: [mqtt] output: "attributes" leaves Home Assistant without the JSON state topic its '
+        'discovery uses; use "both", or set homeassistant.discovery = false'
+    ]
+
+
+class LinkModel(ConfigModel):
+    via: SerialUrl | int  # a port of its own, or a node number to relay through
+
+    @field_validator("via")
+    @classmethod
+    def _not_node_zero(cls, value: str | int) -> str | int:
+        if value == 0:  # not a bare assert: pytest would rewrite it and add to the message
+            raise AssertionError("node 0 is the gateway itself")
+        return value
+
+
+class MeshModel(ConfigModel):
+    links: dict[str, LinkModel] = Field(default_factory=dict)
+
+
+def test_problems_deep_in_a_plugin_section_name_the_key_not_the_validator():
+    """pydantic adds the union member it tried to the location, and "Value error, " or "Assertion
+    failed, " to the message; the user wrote neither."""
+    assert problems({"mesh": {"links": {"attic": {"via": "htp://x"}, "cellar": {"via": 0}}}},
+                    models={"mesh": MeshModel}) == [
+        "housebus.toml: [mesh] links.attic.via: unknown serial URL scheme 'htp'; use a device path or one of "
+        "socket://, rfc2217://, loop://, spy://, alt://, hwgrep://, cp2110://",
+        "housebus.toml: [mesh] links.attic.via.int: Input should be a valid integer, unable to parse string as an "
+        "integer",
+        "housebus.toml: [mesh] links.cellar.via: node 0 is the gateway itself",
+    ]
+
+
+# ---- environment references ------------------------------------------------------------------
+
+
+def test_env_references_are_expanded_in_nested_tables_and_lists(monkeypatch):
+    monkeypatch.setenv("HB_PORT", "/dev/ttyACM0")
+    monkeypatch.setenv("HB_KIND", "room")
+    config = validate(PATH, {"radio": {"port": "${HB_PORT}", "nodes": {"5": {"type": "${HB_KIND}Node",
+                                                                             "name": "$${HB_KIND}"}}}},
+                      MODELS)
+    radio = config.sections["radio"]
+    assert radio.port == "/dev/ttyACM0"
+    assert radio.nodes[5] == NodeModel(type="roomNode", name="${HB_KIND}")
+
+    class Hosts(ConfigModel):
+        hosts: list[str]
+
+    config = validate(PATH, {"hosts": {"hosts": ["a", "${HB_KIND}-${HB_KIND}", "$$5"]}}, {"hosts": Hosts})
+    assert config.sections["hosts"] == Hosts(hosts=["a", "room-room", "$5"])
+
+
+def test_a_missing_env_variable_in_a_list_is_named_with_its_place(monkeypatch):
+    monkeypatch.delenv("HB_NOPE", raising=False)
+
+    class Hosts(ConfigModel):
+        hosts: list[str]
+
+    assert problems({"hosts": {"hosts": ["a", "${HB_NOPE}"]}, "radio": {"port": "x", "nodes": {"7": {
+        "type": "${HB_NOPE}"}}}}, models={"hosts": Hosts, "radio": RadioModel}) == [
+        "housebus.toml: [hosts] hosts.1: environment variable HB_NOPE is not set",
+        "housebus.toml: [radio] nodes.7.type: environment variable HB_NOPE is not set",
+    ]
+
+
+# ---- the data directory ----------------------------------------------------------------------
+
+
+def test_data_dir_defaults_to_the_xdg_state_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert validate(PATH, {}, MODELS).settings.data_dir == tmp_path / "state" / "housebus"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert validate(PATH, {}, MODELS).settings.data_dir == tmp_path / "home" / ".local" / "state" / "housebus"
+    monkeypatch.setenv("XDG_STATE_HOME", "")  # empty counts as unset
+    assert validate(PATH, {}, MODELS).settings.data_dir == tmp_path / "home" / ".local" / "state" / "housebus"
+
+
+def test_data_dir_may_start_at_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert validate(PATH, {"data_dir": "~/hb"}, MODELS).settings.data_dir == tmp_path / "hb"

@@ -6,6 +6,7 @@ client after the publish and looks at what the broker hands it.
 
 from __future__ import annotations
 
+import signal
 import uuid
 
 import pytest
@@ -17,13 +18,19 @@ from gateway.testing import MqttWatch, Received, Topics
 pytestmark = pytest.mark.broker
 
 
-def late_subscriber(broker: Broker, *filters: str) -> dict[str, Received]:
-    """The retained messages a client subscribing to ``filters`` now is given, by topic."""
+def late_subscriber(broker: Broker, *filters: str, qos: int = 1) -> dict[str, Received]:
+    """The retained messages a client subscribing to ``filters`` now is given, by topic.
+
+    Each comes at the lower of ``qos`` and the QoS it was published with: subscribe at 2 to see the latter.
+    """
     watch = MqttWatch(broker)
     watch.connect()
     barrier = f"housebus/t/late-{uuid.uuid4().hex}"
     try:
-        watch.subscribe(*filters, barrier)
+        if qos == 1:
+            watch.subscribe(*filters, barrier)
+        else:
+            watch.client.subscribe([(f, qos) for f in (*filters, barrier)])
         # The broker queues the retained messages while it handles the SUBSCRIBE, so they
         # reach us before anything we publish after the SUBACK.
         watch.publish(barrier, "done")
@@ -137,3 +144,31 @@ def test_errors_and_responses_are_not_retained(gateway_factory, mqtt_watch, mqtt
 
     kept = late_subscriber(mqtt_broker, f"{base}/bridge/#")
     assert sorted(kept) == [f"{base}/bridge/info", f"{base}/bridge/state"]
+
+
+def test_bridge_state_is_retained_at_qos_1_online_offline_and_as_last_will(gateway_factory, mqtt_watch, mqtt_broker,
+                                                                         housebus_topics, write_config,
+                                                                         gateway_process):
+    state = f"{housebus_topics.base}/bridge/state"
+    gw = gateway_factory({}, plugins=[])
+    mqtt_watch.wait_ready(housebus_topics.base)
+    kept = late_subscriber(mqtt_broker, state, qos=2)[state]
+    assert (kept.text, kept.qos) == ("online", 1)
+
+    mark = mqtt_watch.mark()
+    gw.stop()
+    mqtt_watch.wait_for(state, lambda m: m.text == "offline", after=mark)
+    kept = late_subscriber(mqtt_broker, state, qos=2)[state]
+    assert (kept.text, kept.qos) == ("offline", 1)
+
+    # Killed, the gateway sends nothing: the broker publishes its last will for it.
+    proc = gateway_process(write_config())
+    mark = mqtt_watch.mark()
+    mqtt_watch.wait_ready(housebus_topics.base, after=mark)
+    assert late_subscriber(mqtt_broker, state, qos=2)[state].text == "online"
+    mark = mqtt_watch.mark()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    mqtt_watch.wait_for(state, lambda m: m.text == "offline", after=mark)
+    kept = late_subscriber(mqtt_broker, state, qos=2)[state]
+    assert (kept.text, kept.qos) == ("offline", 1)

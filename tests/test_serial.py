@@ -252,3 +252,74 @@ def test_over_long_lines_are_dropped_and_the_others_delivered(lines, cuts):
     feed(proto, b"".join(line + b"\r\n" for line, _ in lines), cuts)
     assert proto.lines == [line.rstrip(b"\r") for line, long in lines if not long]
     assert proto.overflows >= long_lines
+
+
+def test_a_port_option_must_name_a_device_or_a_known_scheme():
+    from pydantic import BaseModel, ValidationError
+
+    class M(BaseModel):
+        port: SerialUrl
+
+    def error(url: str) -> str:
+        with pytest.raises(ValidationError) as info:
+            M(port=url)
+        (err,) = info.value.errors()
+        return err["msg"]
+
+    assert error("  ") == "Value error, must be a device path or a pyserial URL"
+    schemes = "socket://, rfc2217://, loop://, spy://, alt://, hwgrep://, cp2110://"
+    assert error("htp://x") == f"Value error, unknown serial URL scheme 'htp'; use a device path or one of {schemes}"
+    # The scheme is what comes before the first "://".
+    assert error("htp://x?via=socket://y").startswith("Value error, unknown serial URL scheme 'htp';")
+
+
+class Overflows(Lines):
+    def __init__(self):
+        super().__init__()
+        self.dropped: list[bytes] = []
+
+    def line_overflow(self, data):
+        super().line_overflow(data)
+        self.dropped.append(data)
+
+
+@pytest.mark.parametrize("cut", [None, MAX_LINE, MAX_LINE - 1], ids=["whole", "before-the-LF", "before-the-CR"])
+def test_a_line_of_exactly_the_limit_is_delivered(cut):
+    """The limit counts the line's bytes and its CR; a line that fills it exactly is fine."""
+    line = b"a" * (MAX_LINE - 1)
+    stream = line + b"\r\n" + b"next\n"
+    proto = Overflows()
+    proto.max_line = MAX_LINE
+    feed(proto, stream, [len(stream)] if cut is None else [cut, len(stream)])
+    assert proto.lines == [line, b"next"]
+    assert proto.dropped == []
+
+
+def test_line_overflow_is_given_the_dropped_bytes():
+    proto = Overflows()
+    proto.max_line = MAX_LINE
+    long_line = b"b" * (MAX_LINE + 1)
+    proto.data_received(long_line + b"\r\nok\n")  # whole, with its line end, in one read
+    proto.data_received(long_line)  # no line end yet: what was read so far
+    proto.data_received(b"tail\nok2\n")
+    assert proto.dropped == [long_line + b"\r", long_line]
+    assert proto.lines == [b"ok", b"ok2"]
+
+
+def test_a_reconnect_starts_a_fresh_line():
+    """Bytes from before the port dropped are not glued to the first line after it."""
+    proto = Overflows()
+    proto.max_line = MAX_LINE
+    proto.data_received(b"half a li")
+    proto.connection_made(None)
+    proto.data_received(b"whole\n")
+    proto.data_received(b"c" * (MAX_LINE + 1))  # an over-long line cut off by the drop...
+    proto.connection_made(None)
+    proto.data_received(b"fresh\n")  # ...does not swallow the first line after it
+    assert proto.lines == [b"whole", b"fresh"]
+
+
+def test_only_the_line_end_is_taken_off_a_line():
+    proto = Lines()
+    proto.data_received(b"  padded  \r\nends in X\r\nXX\r\n\r\nno CR\n")
+    assert proto.lines == [b"  padded  ", b"ends in X", b"XX", b"", b"no CR"]

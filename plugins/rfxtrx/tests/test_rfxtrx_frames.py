@@ -34,11 +34,37 @@ def test_leading_zeros_and_bad_lengths_are_skipped():
     assert reader.counters.resyncs == 1 and reader.counters.skipped_bytes == 6
 
 
+def test_each_loss_of_sync_is_counted_once_also_after_a_flush():
+    reader = FrameReader()
+    assert reader.feed(b"\x00\x01" + GOOD + b"\x02", 0.0) == [GOOD]
+    assert reader.feed(b"\x03" + GOOD, 0.0) == [GOOD]  # the second loss ends with this frame
+    assert (reader.counters.resyncs, reader.counters.skipped_bytes) == (2, 4)
+    reader.feed(b"\x00", 0.0)  # sync lost, and the reset's flush comes in the middle of it
+    reader.clear()
+    reader.feed(b"\x01" + GOOD, 0.0)
+    assert (reader.counters.resyncs, reader.counters.skipped_bytes) == (4, 6)
+
+
+def test_a_length_that_does_not_suit_its_type_is_skipped_as_soon_as_the_type_is_seen():
+    reader = FrameReader()
+    assert reader.feed(b"\x0b\x52", 0.0) == []  # 0x52 frames are 0x0a long
+    assert reader.counters.skipped_bytes == 1 and reader.pending == 1  # 52 may be a length: wait for more
+
+
 def test_partial_frame_times_out():
     reader = FrameReader(timeout=0.5)
     assert reader.feed(GOOD[:5], 0.0) == []
     assert reader.feed(GOOD, 1.0) == [GOOD]  # the stale half frame is dropped, not glued to this one
     assert reader.counters.partial_timeouts == 1
+
+
+def test_a_partial_frame_is_given_up_once_it_is_timeout_old_and_each_is_counted():
+    reader = FrameReader(timeout=0.5)
+    assert reader.feed(GOOD[:5], 0.0) == []
+    assert reader.feed(GOOD, 0.5) == [GOOD]  # exactly `timeout` later: the half frame is stale
+    assert reader.feed(GOOD[:7], 1.0) == []
+    assert reader.expire(1.5) and reader.pending == 0
+    assert reader.counters.partial_timeouts == 2
 
 
 def test_expire_without_new_data():
@@ -121,3 +147,28 @@ def test_any_chunking_gives_the_same_frames(frame, cut):
     for i in range(0, len(data), cut):
         out += reader.feed(data[i:i + cut], 0.0)
     assert out == [frame] * 3
+
+
+@st.composite
+def plausible_frames(draw: st.DrawFn) -> bytes:
+    """A frame whose length byte suits its type, with any bytes in it; mostly of a type and subtype we decode."""
+    ptype = draw(st.sampled_from(sorted(packets.FIXED_LENGTHS)) | st.sampled_from(sorted(packets.LENGTHS)))
+    length = draw(st.sampled_from(sorted(packets.LENGTHS[ptype])))
+    body = bytearray(draw(st.binary(min_size=length - 1, max_size=length - 1)))
+    known = sorted(packets.SUBTYPE_NAMES.get(ptype, {0x00: "", 0x07: "", 0xFF: ""} if ptype == 0x01 else {}))
+    if known and draw(st.integers(0, 3)):
+        body[0] = draw(st.sampled_from(known))
+    return bytes((length, ptype)) + bytes(body)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plausible_frames())
+def test_every_frame_the_reader_passes_on_decodes_or_is_of_an_unknown_kind(frame):
+    """The component counts on this: a frame out of the reader is never malformed for the decoder."""
+    assert FrameReader().feed(frame, 0.0) == [frame]
+    try:
+        packet = packets.decode(frame)
+    except packets.UnknownPacketError:
+        event("unknown type or subtype")
+    else:
+        event(f"decoded: {type(packet).__name__}")

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from gateway_rfxtrx.component import IDLE_PROBE, MAX_QUEUE, PROBE_EVERY, Rfxtrx
+from gateway_rfxtrx.component import IDLE_PROBE, MAX_QUEUE, PROBE_EVERY
 from gateway_rfxtrx.simulator import RfxtrxSimulator
 
-from gateway import ManualClock
-from gateway.discovery import slug
 from gateway.testing import MqttWatch, wait_until
 
 pytestmark = pytest.mark.broker
@@ -21,70 +17,6 @@ OREGON = "0a520211700200a72d0089"
 OREGON_REPEAT = "0a520212700200a72d0079"  # the same reading: only the sequence number and the rssi differ
 UNKNOWN = "0a527f11700200a72d0089"
 UNKNOWN_REPEAT = "0a527f12700200a72d0089"
-DEVICES = {
-    "52_02_7002": {"name": "garden", "aliases": ["52_02_7a01"]},
-    "11_01_0109b52_11": {"name": "wall_switch"},
-    "11_00_1234567_5": {"name": "dimmer", "dimmable": True},
-    "14_00_f09ac8_1": {},
-}
-
-
-@pytest.fixture
-def sim(tmp_path):
-    simulator = RfxtrxSimulator.on_pty(tmp_path / "ttyRFX")
-    yield simulator
-    simulator.close()
-
-
-@pytest.fixture
-def start(gateway_factory, mqtt_watch, housebus_topics):
-    def run(simulator, **options):
-        base = housebus_topics.base
-        section = {"port": simulator.url, "info_interval": 0.2, "devices": DEVICES, **options}
-        gw = gateway_factory({"rfxtrx": section})
-        mqtt_watch.wait_ready(base)
-        mqtt_watch.wait_for(f"{base}/rfxtrx/availability", lambda m: m.text == "online")
-        return gw
-
-    return run
-
-
-@pytest.fixture
-def start_on_clock(gateway_factory, mqtt_watch, housebus_topics):
-    """Like ``start``, on a ManualClock; returns ``(component, clock)``. Timers only run when the test moves time."""
-
-    def run(simulator, **options):
-        base = housebus_topics.base
-        clock = ManualClock()
-        section = {"port": simulator.url, "info_interval": 0.2, "devices": DEVICES, **options}
-        gw = gateway_factory({"rfxtrx": section}, clock=clock)
-        component = gw.running[0].component
-        mqtt_watch.wait_ready(base)
-        finish_reset(simulator, component, clock, after=0)
-        mqtt_watch.wait_for(f"{base}/rfxtrx/availability", lambda m: m.text == "online")
-        return component, clock
-
-    return run
-
-
-def finish_reset(sim: RfxtrxSimulator, component: Rfxtrx, clock: ManualClock, *, after: int) -> None:
-    """Once the stick got a reset (from frame ``after`` on), move time past the wait that follows it."""
-    sim.wait_frame(lambda f: f == RESET, after=after)
-    settle(component)  # the reset was written by a task that also arms the timer: let it finish
-    clock.advance(component.config.reset_delay)
-
-
-def settle(component: Rfxtrx) -> None:
-    """Wait until the component has run what it was handed so far, and the timers due by now.
-
-    A timer due now is handed to the component after every timer due earlier, and the
-    component runs what it is handed in order: when this one has run, all of those have too.
-    """
-    done = threading.Event()
-    component.ctx.call_later(0, done.set)
-    assert done.wait(10), "the component's timers did not run"
-
-
 def retained(broker, topic: str):
     """The message a client subscribing now gets on ``topic``: only a retained one comes at once."""
     late = MqttWatch(broker)
@@ -102,10 +34,6 @@ def is_transmit(frame: bytes) -> bool:
 
 def without_seq(frame: bytes) -> bytes:
     return frame[:3] + frame[4:]
-
-
-def discovery_topic(topics, device_id):
-    return f"{topics.prefix}/device/{slug(topics.base)}_{slug(device_id)}/config"
 
 
 def test_init_sequence_and_info(sim, start, mqtt_watch, housebus_topics, mqtt_broker):
@@ -128,10 +56,10 @@ def test_set_mode_when_protocols_are_configured(sim, start, mqtt_watch, housebus
     assert info["protocols"] == ["lacrosse", "x10", "ac", "oregon"]
 
 
-def test_readings_discovery_dedupe_and_aliases(sim, start, mqtt_watch, housebus_topics):
+def test_readings_discovery_dedupe_and_aliases(sim, start, mqtt_watch, housebus_topics, discovery_topic):
     base = housebus_topics.base
     start(sim)
-    disc = mqtt_watch.wait_json(discovery_topic(housebus_topics, "52_02_7002"))
+    disc = mqtt_watch.wait_json(discovery_topic("52_02_7002"))
     assert set(disc["components"]) == {"temperature", "humidity", "humidity_status", "battery"}  # not heard yet
     mark = mqtt_watch.mark()
     sim.inject(OREGON)
@@ -139,7 +67,7 @@ def test_readings_discovery_dedupe_and_aliases(sim, start, mqtt_watch, housebus_
     assert state == {"id": "52_02_7002", "type": "temperature_humidity", "subtype": "THGR810/THGN800",
                      "temperature": 16.7, "humidity": 45, "humidity_status": "normal", "battery_level": 9,
                      "battery": 100, "rssi": 8}
-    disc = mqtt_watch.wait_json(discovery_topic(housebus_topics, "52_02_7002"),
+    disc = mqtt_watch.wait_json(discovery_topic("52_02_7002"),
                                 lambda d: "rssi" in d["components"], after=mark)
     comps = disc["components"]
     assert comps["temperature"]["device_class"] == "temperature" and comps["temperature"]["unit_of_measurement"] == "°C"
@@ -158,16 +86,16 @@ def test_readings_discovery_dedupe_and_aliases(sim, start, mqtt_watch, housebus_
     info = mqtt_watch.wait_json(f"{base}/rfxtrx/info", lambda i: i["counters"]["duplicates"] >= 1)
     assert info["counters"]["frames"] >= 3
     # Announced once per change, not per reading.
-    assert len(mqtt_watch.received(discovery_topic(housebus_topics, "52_02_7002"), mark)) == 1
+    assert len(mqtt_watch.received(discovery_topic("52_02_7002"), mark)) == 1
 
 
-def test_new_devices_pir_and_unknown_frames(sim, start, mqtt_watch, housebus_topics):
+def test_new_devices_pir_and_unknown_frames(sim, start, mqtt_watch, housebus_topics, discovery_topic):
     base = housebus_topics.base
     start(sim)
     sim.inject("08 20 05 01 d3 dc 54 04 79")
     state = mqtt_watch.wait_json(f"{base}/rfxtrx/20_05_d3dc54")
     assert state["command"] == "motion" and state["tamper"] is False
-    comps = mqtt_watch.wait_json(discovery_topic(housebus_topics, "20_05_d3dc54"))["components"]
+    comps = mqtt_watch.wait_json(discovery_topic("20_05_d3dc54"))["components"]
     assert comps["motion"]["platform"] == "binary_sensor" and comps["motion"]["device_class"] == "motion"
     assert comps["motion"]["off_delay"] == 30
     sim.inject("0a527f11700200a72d0089")
@@ -184,12 +112,13 @@ def test_garbage_on_the_line_is_skipped_and_counted(sim, start, mqtt_watch, hous
     assert info["counters"]["skipped_bytes"] == 7
 
 
-def test_on_off_and_brightness_reach_the_stick_and_ack_updates_state(sim, start, mqtt_watch, housebus_topics):
+def test_on_off_and_brightness_reach_the_stick_and_ack_updates_state(sim, start, mqtt_watch, housebus_topics,
+                                                                     discovery_topic):
     base = housebus_topics.base
     start(sim)
-    comps = mqtt_watch.wait_json(discovery_topic(housebus_topics, "11_01_0109b52_11"))["components"]
+    comps = mqtt_watch.wait_json(discovery_topic("11_01_0109b52_11"))["components"]
     assert comps["switch"]["command_topic"] == f"{base}/rfxtrx/wall_switch/set"
-    light = mqtt_watch.wait_json(discovery_topic(housebus_topics, "11_00_1234567_5"))["components"]["light"]
+    light = mqtt_watch.wait_json(discovery_topic("11_00_1234567_5"))["components"]["light"]
     assert light["schema"] == "json" and light["brightness"] is True
     mark = sim.mark()
     mqtt_watch.publish(f"{base}/rfxtrx/wall_switch/set", b"ON")
@@ -409,7 +338,7 @@ def test_commands_beyond_the_queue_limit_are_refused_and_never_sent(sim, start, 
     assert len(mqtt_watch.received(f"{base}/bridge/error", at)) == 1
 
 
-def test_an_idle_stick_that_answers_the_probe_stays_open(sim, start_on_clock, mqtt_watch, housebus_topics):
+def test_an_idle_stick_that_answers_the_probe_stays_open(sim, start_on_clock, mqtt_watch, housebus_topics, settle):
     base = housebus_topics.base
     component, clock = start_on_clock(sim)
     mark, at = sim.mark(), mqtt_watch.mark()
@@ -429,7 +358,8 @@ def test_an_idle_stick_that_answers_the_probe_stays_open(sim, start_on_clock, mq
     assert [m.text for m in mqtt_watch.received(f"{base}/rfxtrx/availability", at)] == []
 
 
-def test_an_idle_stick_that_does_not_answer_the_probe_is_reopened(sim, start_on_clock, mqtt_watch, housebus_topics):
+def test_an_idle_stick_that_does_not_answer_the_probe_is_reopened(sim, start_on_clock, mqtt_watch, housebus_topics,
+                                                                  settle, finish_reset):
     base = housebus_topics.base
     availability = f"{base}/rfxtrx/availability"
     component, clock = start_on_clock(sim)

@@ -237,14 +237,48 @@ def test_cm180_total_only_when_count_is_zero():
 @pytest.mark.parametrize("frame", ["0A 52 7F 11 70 02 00 A7 2D 00 89", "0B 5B 01 00 01 23 45 67 05 02 08 70",
                                    "08 20 7E 4D D3 DC 54 00 89"])
 def test_unknown_types_and_subtypes(frame):
-    with pytest.raises(UnknownPacketError):
+    with pytest.raises(UnknownPacketError) as caught:
         dec(frame)
+    # The message is what the log shows a user who reports an unknown device: type and subtype, in hex.
+    assert str(caught.value) == f"unknown packet type 0x{frame[3:5].lower()} subtype 0x{frame[6:8].lower()}"
 
 
-@pytest.mark.parametrize("frame", ["", "0A 52", "0A 52 02 11 70", "09 52 02 11 70 02 00 A7 2D 89"])
-def test_malformed(frame):
-    with pytest.raises(packets.DecodeError):
+# `housebus decode rfxtrx` shows these messages to the user.
+@pytest.mark.parametrize(("frame", "message"), [
+    ("", "empty frame"),
+    ("0A 52", "the length byte says 10 bytes follow it, but 1 do"),
+    ("0A 52 02 11 70", "the length byte says 10 bytes follow it, but 4 do"),
+    ("03 02 01 00", "a frame is at least 5 bytes long, not 4"),
+    ("09 52 02 11 70 02 00 A7 2D 89", "packet type 0x52 cannot be 10 bytes long"),
+])
+def test_malformed(frame, message):
+    with pytest.raises(packets.DecodeError) as caught:
         dec(frame)
+    assert str(caught.value) == message
+
+
+def test_status_of_a_pro_stick_has_its_noise_level_and_codes_without_names_in_hex():
+    """Pro firmware (type 0x05 on) puts the noise level at byte 15, where others start "RFXCOM"."""
+    st = dec("14 01 00 01 02 60 22 00 00 27 00 03 00 1C 05 4A 46 58 43 4F 4D")
+    assert isinstance(st, Status) and st.info == {
+        "transceiver_type": "0x60", "firmware_version": 1034, "firmware_type": "Pro1", "hardware_version": "3.0",
+        "output_power": 10, "protocols": ["x10", "arc", "ac", "oregon"], "noise_level": 0x4A}
+    st = dec("14 01 00 01 02 53 22 00 00 27 00 03 00 1C 30 4A 46 58 43 4F 4D")
+    assert isinstance(st, Status) and st.info["firmware_type"] == "0x30" and st.info["noise_level"] == 0x4A
+
+
+@pytest.mark.parametrize(("fw_type", "text"), [
+    ("05", "52 46 58 43 4F 4D"),  # Pro1 firmware that sends "RFXCOM" there: no noise level
+    ("04", "4A 46 58 43 4F 4D"),  # Ext2 firmware: byte 15 is never a noise level
+])
+def test_status_without_a_noise_level(fw_type, text):
+    st = dec(f"14 01 00 01 02 53 22 00 00 27 00 03 00 1C {fw_type} {text}")
+    assert isinstance(st, Status) and "noise_level" not in st.info
+
+
+def test_a_receiver_started_text_that_is_not_ascii_still_decodes():
+    st = dec("14 01 07 03 07 43 6F 70 79 72 69 67 68 74 20 52 46 58 43 4F FF")
+    assert st == ReceiverStarted(3, "Copyright RFXCO\ufffd")
 
 
 # ---- command frames (reference §3, second table) ------------------------------------------------
@@ -276,9 +310,31 @@ def test_lighting_commands(args, frame):
     assert encoders.lighting(*args) == h(frame)
 
 
-def test_lighting1_cannot_dim():
-    with pytest.raises(encoders.EncodeError):
-        encoders.lighting(0x10, 0, 0x41, 1, "set_level", 3, 0)
+@pytest.mark.parametrize(("sub", "name"), [(0x01, "EMW100"), (0x02, "BBSB"), (0x04, "Conrad RSL2"), (0x0F, "IT")])
+def test_on_and_off_for_lighting5_devices_without_levels(sub, name):
+    """Reference §2: for these subtypes 0 is Off and 1 is On; they have no level, so its byte stays 0."""
+    assert encoders.lighting(0x14, sub, 0x123456, 3, "on", None, 0x2A) == h(f"0A 14 {sub:02X} 2A 12 34 56 03 01 00 00")
+    assert encoders.lighting(0x14, sub, 0x123456, 3, "off", None, 0x2A) == h(f"0A 14 {sub:02X} 2A 12 34 56 03 00 00 00")
+
+
+# The component turns these messages into the error a user sees on bridge/error.
+@pytest.mark.parametrize(("args", "message"), [
+    ((0x10, 0x00, 0x41, 1, "set_level", 3, 0), "lighting1 devices have no dim level"),
+    ((0x14, 0x02, 0x123456, 1, "set_level", 3, 0), "only LightwaveRF lighting5 devices take a dim level"),
+    ((0x14, 0x03, 0x123456, 1, "on", None, 0), "MDremote devices take no on/off command"),
+    ((0x14, 0x03, 0x123456, 1, "off", None, 0), "MDremote devices take no on/off command"),
+    ((0x20, 0x00, 0x123456, 1, "on", None, 0), "packet type 0x20 takes no lighting commands"),
+])
+def test_commands_a_device_cannot_take_are_refused_with_the_reason(args, message):
+    with pytest.raises(encoders.EncodeError) as refused:
+        encoders.lighting(*args)
+    assert str(refused.value) == message
+
+
+def test_the_protocol_mask_is_msg3_to_msg6():
+    """Vector 2's enabled protocols (X10, ARC, AC, Oregon) are its bytes 7-10: 00 00 27 00."""
+    assert encoders.protocol_mask(["x10", "arc", "ac", "oregon"]) == h("00 00 27 00")
+    assert encoders.protocol_mask(["keeloq", "rubicson", "mertik"]) == h("02 01 00 01")
 
 
 @pytest.mark.parametrize(("frame", "device_id", "command", "level"), [
@@ -308,6 +364,13 @@ def test_encode_decode_round_trip(ptype, sub, address, unit, command):
     assert isinstance(r, Reading)
     assert (r.packet_type, r.subtype, r.address, r.unit) == (ptype, sub, address, unit)
     assert r.values["command"] == command and r.values["state"] == command.upper()
+
+
+@pytest.mark.parametrize(("ptype", "top"), [(0x11, 15), (0x14, 31)])  # Lighting2: 16 steps; LightwaveRF: 32
+def test_the_level_sent_is_the_nearest_to_the_brightness_asked_for(ptype, top):
+    for brightness in range(256):
+        distance = [abs(level * 255 / top - brightness) for level in range(top + 1)]
+        assert encoders.level_for(brightness, ptype) == distance.index(min(distance)), brightness
 
 
 def test_brightness_levels():

@@ -25,7 +25,7 @@ class EncodeError(ValueError):
     """The command cannot be expressed for this device (its message is user-facing)."""
 
 
-def interface(command: int, seq: int = 0, msg: bytes = b"") -> bytes:
+def interface(command: int, seq: int, msg: bytes = b"") -> bytes:
     """A 14-byte interface control frame (type 0x00)."""
     return bytes((0x0D, 0x00, 0x00, seq & 0xFF, command)) + msg.ljust(9, b"\x00")
 
@@ -34,11 +34,11 @@ def reset() -> bytes:
     return interface(CMD_RESET, 0)
 
 
-def get_status(seq: int = 1) -> bytes:
+def get_status(seq: int) -> bytes:
     return interface(CMD_STATUS, seq)
 
 
-def start_receiver(seq: int = 3) -> bytes:
+def start_receiver(seq: int) -> bytes:
     return interface(CMD_START_RECEIVER, seq)
 
 
@@ -51,7 +51,7 @@ def protocol_mask(protocols: Iterable[str]) -> bytes:
     return bytes(mask)
 
 
-def set_mode(protocols: Iterable[str], seq: int = 2, freq: int = DEFAULT_FREQ, power: int = DEFAULT_POWER) -> bytes:
+def set_mode(protocols: Iterable[str], seq: int, freq: int = DEFAULT_FREQ, power: int = DEFAULT_POWER) -> bytes:
     """Set-mode: keep the stick's frequency and power (from its status), enable exactly ``protocols``."""
     return interface(CMD_SET_MODE, seq, bytes((freq, power)) + protocol_mask(protocols))
 

@@ -154,10 +154,8 @@ class Status:
     seq: int
     command: int
     long_form: bool
-    transceiver_type: int
-    freq_byte: int
+    freq_byte: int  # transceiver type: set-mode sends it back unchanged
     power_byte: int
-    protocol_bytes: bytes
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -383,7 +381,7 @@ def _rain(f: bytes) -> Reading:
     elif sub == 0x02:
         values["rain_rate"] = rate / 100
     if sub in (1, 2, 3, 4, 5, 7):
-        values["rain_total"] = round((f[8] << 16 | f[9] << 8 | f[10]) / 10, 1)
+        values["rain_total"] = (f[8] << 16 | f[9] << 8 | f[10]) / 10
     else:
         # Tip counters, not totals (TX5, Davis, TFA 30.3233, WH5360): published raw.
         values["rain_counter"] = f[8] << 16 | f[9] << 8 | f[10]
@@ -455,7 +453,7 @@ def _status(f: bytes) -> Status:
                          if f[7 + byte] & mask]
     if fw_type is not None and fw_type >= 0x05 and f[15] != ord("R"):
         info["noise_level"] = f[15]  # Pro firmware puts noise here; others start "RFXCOM"
-    return Status(f[3], f[4], long_form, f[5], f[5], f[13], bytes(f[7:11]), info)
+    return Status(f[3], f[4], long_form, f[5], f[13], info)
 
 
 def decode(frame: bytes) -> Packet:
@@ -468,6 +466,8 @@ def decode(frame: bytes) -> Packet:
     if len(frame) < 5 or frame[0] != len(frame) - 1:
         if not frame:
             raise DecodeError("empty frame")
+        if frame[0] == len(frame) - 1:
+            raise DecodeError(f"a frame is at least 5 bytes long, not {len(frame)}")
         raise DecodeError(f"the length byte says {frame[0]} bytes follow it, but {len(frame) - 1} do")
     ptype, sub = frame[1], frame[2]
     fixed = FIXED_LENGTHS.get(ptype)

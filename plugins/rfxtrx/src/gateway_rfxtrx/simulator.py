@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import termios
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -58,14 +59,19 @@ def lighting2_frame(address: int, unit: int, command: int, level: int = 0, seq: 
 # ---- frames the stick itself sends ------------------------------------------------------------
 
 
-def status_frame(seq: int, command: int, protocols: bytes, *, short: bool = False) -> bytes:
-    """The 0x01/0x00 answer to get-status (command 2) or set-mode (3); ``protocols`` is msg3..msg6."""
+def status_frame(seq: int, command: int, protocols: bytes, *, short: bool = False, freq: int = 0x53,
+                 power: int = 0x1C) -> bytes:
+    """The 0x01/0x00 answer to get-status (command 2) or set-mode (3); ``protocols`` is msg3..msg6.
+
+    ``freq`` is the transceiver type byte (0x53: 433.92 MHz transceiver), ``power`` the output
+    power byte (0x1C: +10 dBm); the short form has no power byte.
+    """
     if short:
-        # Firmware before SDK 7.00: 433.92 transceiver, firmware 69 (as in the reference's vector 1).
-        return bytes((0x0D, 0x01, 0x00, seq, command, 0x53, 0x45)) + protocols + bytes((0x01, 0x00, 0x00))
-    # Long form: 433.92 transceiver, firmware 0x22 (1034), ProXL1, hw 3.0, +10 dBm, noise 0x6f.
-    return (bytes((0x14, 0x01, 0x00, seq, command, 0x53, 0x22)) + protocols
-            + bytes((0x03, 0x00, 0x1C, 0x10, 0x6F)) + b"FXCOM")
+        # Firmware before SDK 7.00: firmware 69 (as in the reference's vector 1).
+        return bytes((0x0D, 0x01, 0x00, seq, command, freq, 0x45)) + protocols + bytes((0x01, 0x00, 0x00))
+    # Long form: firmware 0x22 (1034), ProXL1, hw 3.0, noise 0x6f.
+    return (bytes((0x14, 0x01, 0x00, seq, command, freq, 0x22)) + protocols
+            + bytes((0x03, 0x00, power, 0x10, 0x6F)) + b"FXCOM")
 
 
 def receiver_started_frame(seq: int) -> bytes:
@@ -106,6 +112,8 @@ class RfxtrxSimulator:
         self.started = False
         self.resets = 0
         self.protocols = bytes((0x00, 0x00, 0x27, 0x00))  # X10, ARC, AC, Oregon
+        self.freq = 0x53  # 433.92 MHz transceiver
+        self.power = 0x1C  # +10 dBm
         self.nak_next: int | None = None  # 0x02 code to answer the next transmit with
         self.silent_next = False  # answer the next transmit with nothing at all
         self.mute = False  # a hung stick: record what arrives, answer nothing
@@ -157,6 +165,15 @@ class RfxtrxSimulator:
                 raise TimeoutError(f"no matching frame; received {[f.hex() for f in self.frames[after:]]}")
             return next(f for f in self.frames[index:] if predicate(f))
 
+    def line_speed(self) -> int | None:
+        """The baud rate the gateway set on the pty; None on TCP, which has none."""
+        master = getattr(self.port, "_master", None)  # PtyPort's end of the terminal pair
+        if master is None:
+            return None
+        speed = termios.tcgetattr(master)[5]  # the pair shares one termios: the gateway's settings
+        return next(int(name[1:]) for name in dir(termios)
+                    if name.startswith("B") and name[1:].isdigit() and getattr(termios, name) == speed)
+
     def mark(self) -> int:
         with self._cond:
             return len(self.frames)
@@ -180,6 +197,10 @@ class RfxtrxSimulator:
             held, self._held, self._hold = self._held, [], False
         for reply in held:
             self.port.send(reply)
+
+    def status(self, seq: int, command: int) -> bytes:
+        """The status frame the stick would send now, as the answer to ``command`` (2 or 3)."""
+        return status_frame(seq, command, self.protocols, short=self.old_firmware, freq=self.freq, power=self.power)
 
     def answer_transmit(self, seq: int, code: int = 0x00) -> bool:
         """Send a 0x02 transmitter response for ``seq`` now, whatever was sent (e.g. a stale ACK)."""
@@ -214,11 +235,10 @@ class RfxtrxSimulator:
                 self.started = False
                 if self.disconnect_on_reset and self.resets == 1:
                     self._vanish()
-            elif command == 0x02:
-                self.port.send(status_frame(seq, 0x02, self.protocols, short=old))
-            elif command == 0x03:
-                self.protocols = frame[7:11]
-                self.port.send(status_frame(seq, 0x03, self.protocols, short=old))
+            elif command in (0x02, 0x03):
+                if command == 0x03:  # set-mode: take the frequency, power and protocols it carries
+                    self.freq, self.power, self.protocols = frame[5], frame[6], frame[7:11]
+                self.port.send(self.status(seq, command))
             elif command == 0x07 and not old:
                 self.started = True
                 self.port.send(receiver_started_frame(seq))
