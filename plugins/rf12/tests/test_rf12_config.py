@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from gateway_rf12.config import Rf12Config
+from pydantic import ValidationError
 
 
 @pytest.mark.parametrize("name", ["info", "availability", "send", "unknown"])
