@@ -27,9 +27,10 @@ def test_a_change_in_any_byte_of_a_reading_is_published_at_once_and_only_repeats
         "0a 52 02 12 70 02 00 a7 2d 00 79",  # repeat
         "0a 52 02 13 70 02 00 a7 2d 00 78",  # the battery nibble of the last byte went down
         "0a 52 02 14 70 02 00 a7 2d 00 68",  # repeat (another rssi)
+        "08 20 05 01 d3 dc 54 04 79",  # frames are handled in order: once this is out, so are the others
     ):
         sim.inject(frame)
-    mqtt_watch.wait_json(f"{base}/rfxtrx/garden", lambda s: s["battery_level"] == 8, after=at)
+    mqtt_watch.wait_json(f"{base}/rfxtrx/20_05_d3dc54", after=at)
     assert [m.json()["level"] for m in mqtt_watch.received(f"{base}/rfxtrx/dimmer", at)] == [8, 9]
     assert [m.json()["battery_level"] for m in mqtt_watch.received(f"{base}/rfxtrx/garden", at)] == [9, 8]
     assert component.counters.duplicates == 3
