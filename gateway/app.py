@@ -10,19 +10,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import __version__
+from gateway.blocking import BlockingPool
 from gateway.clock import Clock, Scheduler
-from gateway.component import Component, Context, Hub
+from gateway.component import Component
 from gateway.config import Config
+from gateway.context import Context, Hub
 from gateway.discovery import Discovery
 from gateway.mqtt import Message, MqttBus
 from gateway.plugins import PluginSet
+from gateway.services import Services, start_order
 from gateway.states import StateStore
 from gateway.worker import Worker
 
 log = logging.getLogger("housebus")
 
 START_TIMEOUT = 5.0  # a component's start() must not block; this only bounds a broken one
-STOP_BUDGET = 1.5  # SIGTERM to exit must stay under 2 s
+STOP_BUDGET = 1.5  # SIGTERM to exit must stay under 2 s, unless blocking work is still running
+INFO_REFRESH = 5.0  # bridge/info follows changing counters at most this often
 
 
 @dataclass
@@ -31,8 +35,8 @@ class Running:
 
     section: str
     plugin: str
-    component: Component | None
-    context: Context
+    component: Component[Any] | None
+    context: Context[Any]
     worker: Worker
     error: str | None = None
     started: bool = False
@@ -55,7 +59,8 @@ class Gateway:
         self.clock = clock or Clock()
         self.started_at = datetime.now(UTC)
         self.bus = MqttBus(settings.mqtt, f"{self.base}/bridge/state")
-        self.states = StateStore(self.bus, self.base, settings.mqtt.output, settings.mqtt.retain)
+        self.states = StateStore(self.bus, self.base, settings.mqtt.output, settings.mqtt.retain,
+                                 settings.mqtt.last_seen)
         self.discovery = Discovery(self.bus, settings.homeassistant, self.base, __version__)
         self.scheduler = Scheduler(self.clock)
         self.hub = Hub(
@@ -67,10 +72,13 @@ class Gateway:
             scheduler=self.scheduler,
             hook=plugins.pm.hook,
             report_error=self.report_error,
-            services={},
+            services=Services(),
+            blocking=BlockingPool(settings.gateway.blocking_threads),
+            queue_overflow=self._queue_overflow,
         )
         self.running: list[Running] = []
         self._stopped = threading.Event()
+        self._info_due = threading.Lock()  # held while a refresh of bridge/info is scheduled
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -92,15 +100,20 @@ class Gateway:
 
     def _start_components(self) -> None:
         owners = {c.section: r.name for r in self.plugins.loaded for c in r.components}
-        components = self.plugins.components
-        for section, cfg in self.config.sections.items():
-            worker = Worker(section, log)
-            ctx = Context(section, cfg, self.hub, worker)
-            running = Running(section, owners[section], None, ctx, worker)
+        sections = self.config.sections
+        classes = {section: self.plugins.component_for(section) for section in sections}
+        order = start_order(sections, {s: c.requires for s, c in classes.items()},
+                            {s: c.provides for s, c in classes.items()})
+        queue_size = self.config.settings.gateway.queue_size
+        for section in order:
+            cls = classes[section]
+            worker = Worker(section, log, queue_size)
+            ctx: Context[Any] = Context(section, sections[section], self.hub, worker, tuple(cls.provides))
+            running = Running(section, owners[cls.section], None, ctx, worker)
             self.running.append(running)
             worker.start()
             try:
-                running.component = components[section](ctx)
+                running.component = cls(ctx)
             except Exception as exc:
                 self._component_failed(running, "could not be created", exc)
         for running in self.running:
@@ -112,6 +125,7 @@ class Gateway:
             except TimeoutError:
                 running.error = f"start() did not return within {START_TIMEOUT:.0f} s"
                 log.error("[%s] %s", running.section, running.error)
+                self.hub.services.stop_owner(running.section)
             except Exception as exc:
                 self._component_failed(running, "failed to start", exc)
             else:
@@ -141,6 +155,7 @@ class Gateway:
             links.extend(running.context._release())
         for link in links:
             link.join(max(0.0, deadline - time.monotonic()))
+        self.hub.blocking.shutdown(self.config.settings.gateway.stop_timeout)
         for running in self.running:
             running.worker.stop(max(0.0, deadline - time.monotonic()))
         self.scheduler.stop()
@@ -179,6 +194,8 @@ class Gateway:
                 "queued": self.bus.queued,
                 "dropped": self.bus.dropped,
             },
+            "queues": {r.section: {"queued": r.worker.queued, "size": r.worker.queue_size,
+                                   "dropped": r.worker.dropped} for r in self.running},
             "homeassistant": {
                 "discovery": settings.homeassistant.discovery,
                 "prefix": settings.homeassistant.prefix,
@@ -188,6 +205,18 @@ class Gateway:
 
     def publish_info(self) -> None:
         self.bus.publish(f"{self.base}/bridge/info", self.info(), retain=True)
+
+    def _queue_overflow(self, section: str, dropped: int) -> None:
+        """A component's queue was full for an MQTT delivery (on paho's thread: must not wait)."""
+        if dropped == 1:
+            log.warning("[%s] is falling behind: MQTT messages for it are dropped while its queue is full; "
+                        "the count is in bridge/info", section)
+        if self._info_due.acquire(blocking=False):
+            self.scheduler.call_later(INFO_REFRESH, self._refresh_info)
+
+    def _refresh_info(self) -> None:
+        self._info_due.release()
+        self.publish_info()
 
     def report_error(self, source: str, topic: str, error: str) -> None:
         """``{"topic", "error"}`` on ``bridge/error`` (not retained) plus one log line."""

@@ -16,6 +16,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+COMPACT_MIN = 64
+Dispatch = Callable[[Callable[[], None]], None]
+OnDone = Callable[["Timer"], None]
+
 # How often pending wall-clock timers are re-checked when nothing else wakes the scheduler.
 WALL_RECHECK = 60.0
 
@@ -76,21 +80,60 @@ class ManualClock(Clock):
 
 
 class Timer:
-    """A scheduled callback; ``cancel()`` it to stop it from running (again)."""
+    """A scheduled callback; ``cancel()`` it to stop it from running (again).
 
-    __slots__ = ("_callback", "cancelled", "due", "interval", "wall")
+    With ``dispatch``, firing hands the callback to its owner's worker, and the worker checks
+    ``cancelled`` again just before calling: a timer cancelled while its call waits in the
+    queue does not run. A repeating timer has at most one call waiting; a tick that comes
+    while the previous one still waits is skipped, not bunched.
+    """
 
-    def __init__(self, due: float, wall: bool, interval: float | None, callback: Callable[[], Any]) -> None:
+    __slots__ = ("_callback", "_dispatch", "_finished", "_on_done", "_waiting", "cancelled", "due", "interval", "wall")
+
+    def __init__(self, due: float, wall: bool, interval: float | None, callback: Callable[[], Any],
+                 dispatch: Dispatch | None = None, on_done: OnDone | None = None) -> None:
         self.due = due
         self.wall = wall
         self.interval = interval
         self._callback = callback
+        self._dispatch = dispatch
+        self._on_done = on_done  # told once the timer can never run again, so its owner lets go of it
+        self._waiting = False
+        self._finished = False
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
+        self._done()
+
+    @property
+    def finished(self) -> bool:
+        """True once the timer can never run again (cancelled, or a one-shot that has run)."""
+        return self._finished
+
+    def _done(self) -> None:
+        self._finished = True
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(self)
 
     def _fire(self) -> None:
+        """On the scheduler thread, when due."""
+        if self.cancelled:
+            return
+        if self._dispatch is None:
+            if self.interval is None:
+                self._done()
+            self._callback()
+        elif not self._waiting:
+            self._waiting = True
+            self._dispatch(self._run)
+
+    def _run(self) -> None:
+        """On the owner's worker."""
+        self._waiting = False
+        if self.interval is None:
+            self._done()
         if not self.cancelled:
             self._callback()
 
@@ -108,6 +151,7 @@ class Scheduler:
         self._mono: list[tuple[float, int, Timer]] = []
         self._wall: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self._compact_at = COMPACT_MIN
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="housebus-scheduler", daemon=True)
         clock.subscribe(self._wake)
@@ -122,26 +166,40 @@ class Scheduler:
         if self._thread.is_alive():
             self._thread.join(2)
 
-    def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
-        """Run ``callback`` (on the scheduler thread) after ``delay`` seconds."""
-        return self._add(Timer(self.clock.monotonic() + max(0.0, delay), False, None, callback))
+    def call_later(self, delay: float, callback: Callable[[], Any], dispatch: Dispatch | None = None,
+                   on_done: OnDone | None = None) -> Timer:
+        """Run ``callback`` after ``delay`` seconds.
 
-    def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None) -> Timer:
+        Without ``dispatch`` the callback runs on the scheduler thread and must be quick; with
+        it, the callback is handed to its owner's worker; see ``Timer``.
+        """
+        return self._add(Timer(self.clock.monotonic() + max(0.0, delay), False, None, callback, dispatch, on_done))
+
+    def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None,
+                   dispatch: Dispatch | None = None, on_done: OnDone | None = None) -> Timer:
         """Run ``callback`` every ``interval`` seconds, first after ``first`` (default ``interval``)."""
         if interval <= 0:
             raise ValueError("interval must be positive")
         delay = interval if first is None else max(0.0, first)
-        return self._add(Timer(self.clock.monotonic() + delay, False, interval, callback))
+        return self._add(Timer(self.clock.monotonic() + delay, False, interval, callback, dispatch, on_done))
 
-    def call_at(self, when: datetime, callback: Callable[[], Any]) -> Timer:
+    def call_at(self, when: datetime, callback: Callable[[], Any], dispatch: Dispatch | None = None,
+                on_done: OnDone | None = None) -> Timer:
         """Run ``callback`` when the wall clock reaches ``when`` (an aware datetime)."""
         if when.tzinfo is None:
             raise ValueError("call_at needs a timezone-aware datetime")
-        return self._add(Timer(when.timestamp(), True, None, callback))
+        return self._add(Timer(when.timestamp(), True, None, callback, dispatch, on_done))
 
     def _add(self, timer: Timer) -> Timer:
         with self._cond:
-            heapq.heappush(self._wall if timer.wall else self._mono, (timer.due, next(self._seq), timer))
+            heap = self._wall if timer.wall else self._mono
+            if len(heap) >= self._compact_at:
+                # Cancelled timers leave the heap only when due; a plugin that reschedules hours-long timers
+                # would pile them up. Sweeping whenever the heap has doubled keeps this linear overall.
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._compact_at = max(COMPACT_MIN, 2 * len(heap))
+            heapq.heappush(heap, (timer.due, next(self._seq), timer))
             self._cond.notify()
         return timer
 

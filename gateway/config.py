@@ -30,7 +30,7 @@ from pydantic import (
 from gateway.errors import ConfigError
 
 DEFAULT_PATH = Path("housebus.toml")
-CORE_SECTIONS = ("mqtt", "homeassistant", "logging")
+CORE_SECTIONS = ("gateway", "mqtt", "homeassistant", "logging")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -45,7 +45,7 @@ class TlsSettings(ConfigModel):
     ca_certs: Path | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
-    insecure: bool = Field(False, description="skip the broker hostname check")
+    insecure: bool = Field(default=False, description="skip the broker hostname check")
 
     @field_validator("ca_certs", "certfile", "keyfile")
     @classmethod
@@ -57,19 +57,21 @@ class TlsSettings(ConfigModel):
 
 class MqttSettings(ConfigModel):
     host: str = "localhost"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
     tls: TlsSettings | None = None
     client_id: str = Field(default_factory=lambda: f"housebus-{socket.gethostname()}-{os.getpid()}")
-    keepalive: int = Field(60, ge=5, le=65535)
+    keepalive: int = Field(default=60, ge=5, le=65535)
     base_topic: str = "housebus"
     qos: Literal[0, 1, 2] = 1
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     output: Literal["json", "attributes", "both"] = "json"
-    retain: bool = Field(False, description="publish device state topics retained")
-    queue_size: int = Field(10_000, ge=1, description="publishes kept while the broker is away")
+    retain: bool = Field(default=False, description="publish device state topics retained")
+    queue_size: int = Field(default=10_000, ge=1, description="publishes kept while the broker is away")
+    last_seen: Literal["iso8601", "epoch", "off"] = Field(
+        default="iso8601", description="add the time a reading was received to every device state")
 
     @field_validator("base_topic")
     @classmethod
@@ -110,6 +112,14 @@ class MqttSettings(ConfigModel):
         return self
 
 
+class GatewaySettings(ConfigModel):
+    stop_timeout: float = Field(default=5.0, ge=0, le=300,
+                                description="seconds running blocking work gets at shutdown")
+    queue_size: int = Field(default=1000, ge=10, le=1_000_000,
+                            description="serial reads and MQTT deliveries a component may have waiting")
+    blocking_threads: int = Field(default=4, ge=1, le=64, description="threads for ctx.run_blocking, shared")
+
+
 class HomeAssistantSettings(ConfigModel):
     discovery: bool = True
     prefix: str = "homeassistant"
@@ -133,7 +143,8 @@ def _default_data_dir() -> Path:
 class Settings(ConfigModel):
     """The core's own part of the config file."""
 
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     data_dir: Path = Field(default_factory=_default_data_dir)
@@ -144,6 +155,19 @@ class Settings(ConfigModel):
         return value.expanduser()  # "~/..." as the README shows it, not a directory named "~"
 
 
+@dataclass(frozen=True)
+class SectionSpec:
+    """What the config check needs to know of a component class besides its model."""
+
+    model: type[BaseModel]
+    instances: bool = False  # the table holds named instances, [ledstrip.kitchen]
+    provides: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 @dataclass
 class Config:
     """A validated config file.
@@ -151,7 +175,8 @@ class Config:
     Attributes:
         path: the file it came from.
         settings: the core sections.
-        sections: validated plugin sections, by section name, for sections present in the file.
+        sections: validated plugin sections, by section name, for sections present in the file;
+            a named instance is ``ledstrip.kitchen``.
         skipped: sections present in the file whose plugin failed to load, with the reason.
     """
 
@@ -220,18 +245,64 @@ def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> list
     return out
 
 
+def _validate_section(path: Path, name: str, value: Any, spec: SectionSpec, problems: list[str],
+                      out: dict[str, BaseModel]) -> None:
+    if not isinstance(value, dict):
+        problems.append(f"{_where(path, (name,))} must be a table, [{name}]")
+        return
+    if not spec.instances:
+        items = [(name, value)]
+    else:
+        items = []
+        for instance, table in value.items():
+            section = f"{name}.{instance}"
+            if not isinstance(table, dict):
+                problems.append(f"{_where(path, (name, instance))} [{name}] holds named instances: "
+                                f"write [{name}.<name>] tables")
+            elif not _INSTANCE_NAME.fullmatch(instance):
+                problems.append(f"{_where(path, (section,))} the name may use only letters, digits, '_' and '-' "
+                                "(it becomes a topic level)")
+            else:
+                items.append((section, table))
+        if not value:
+            problems.append(f"{_where(path, (name,))} name at least one instance: [{name}.<name>]")
+    for section, table in items:
+        try:
+            out[section] = spec.model.model_validate(table)
+        except ValidationError as exc:
+            problems.extend(_problems(path, (section,), exc))
+
+
+def _check_services(path: Path, sections: Mapping[str, BaseModel], specs: Mapping[str, SectionSpec],
+                    problems: list[str]) -> None:
+    from gateway.services import missing_services, start_order
+
+    spec_of = {s: specs[s.partition(".")[0]] for s in sections}
+    requires = {s: spec.requires for s, spec in spec_of.items()}
+    provides = {s: spec.provides for s, spec in spec_of.items()}
+    offered_by = {service: name for name, spec in specs.items() for service in spec.provides}
+    problems.extend(f"{path}: {problem}" for problem in missing_services(sections, requires, provides, offered_by))
+    try:
+        start_order(sections, requires, provides)
+    except ValueError as exc:
+        problems.append(f"{path}: {exc}")
+
+
 def validate(
     path: Path,
     raw: Mapping[str, Any],
-    models: Mapping[str, type[BaseModel]],
+    models: Mapping[str, type[BaseModel] | SectionSpec],
     unavailable: Mapping[str, str] | None = None,
 ) -> Config:
     """Validate a parsed config file against the core models and the plugins' models.
 
+    Besides each section's keys, it checks that every service a configured component
+    requires is provided by another configured component.
+
     Args:
         path: the file name, for messages.
         raw: the parsed TOML.
-        models: config model per plugin section name, from the loaded plugins.
+        models: config model (or ``SectionSpec``) per plugin section name, from the loaded plugins.
         unavailable: section name -> reason, for plugins that failed to load; their
             sections are skipped rather than called unknown.
 
@@ -254,6 +325,7 @@ def validate(
                 'state topic its discovery uses; use "both", or set homeassistant.discovery = false'
             )
 
+    specs = {name: m if isinstance(m, SectionSpec) else SectionSpec(m) for name, m in models.items()}
     config_sections: dict[str, BaseModel] = {}
     skipped: dict[str, str] = {}
     for name, value in data.items():
@@ -261,17 +333,14 @@ def validate(
             continue
         if name in unavailable:
             skipped[name] = unavailable[name]
-        elif name not in models:
-            known = ", ".join(sorted(models)) or "none"
+        elif name not in specs:
+            known = ", ".join(sorted(specs)) or "none"
             what = "section" if isinstance(value, dict) else "key"
             problems.append(f"{_where(path, (name,))} unknown {what} (plugin sections available: {known})")
-        elif not isinstance(value, dict):
-            problems.append(f"{_where(path, (name,))} must be a table, [{name}]")
         else:
-            try:
-                config_sections[name] = models[name].model_validate(value)
-            except ValidationError as exc:
-                problems.extend(_problems(path, (name,), exc))
+            _validate_section(path, name, value, specs[name], problems, config_sections)
+    if not problems:
+        _check_services(path, config_sections, specs, problems)
     if problems or settings is None:
         raise ConfigError(problems)
     return Config(path, settings, config_sections, skipped)
@@ -279,7 +348,7 @@ def validate(
 
 def load(
     path: Path,
-    models: Mapping[str, type[BaseModel]],
+    models: Mapping[str, type[BaseModel] | SectionSpec],
     unavailable: Mapping[str, str] | None = None,
 ) -> Config:
     """Read and validate ``path``; see ``validate``."""

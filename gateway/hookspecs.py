@@ -44,7 +44,7 @@ def gateway_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
 
 
 @hookspec
-def gateway_register_components() -> Iterable[type[Component]]:
+def gateway_register_components() -> Iterable[type[Component[Any]]]:
     """Return the component classes this plugin provides.
 
     Called once at start-up and by ``housebus plugins``. Each class names its config

@@ -8,6 +8,13 @@ Ordering and loss are handled here rather than left to paho:
   the connection dropped, which are older than anything in the outbox.
 * Every retained publish is remembered and replayed after each reconnect, because a broker
   without persistence forgets retained messages when it restarts.
+* ``publish`` refuses a topic the broker or paho would refuse, at the call site: queued and sent
+  later from paho's thread, it would fail there instead. The flush logs and drops any item
+  that still fails, so the network thread lives on.
+* A subscription to a filter that is already subscribed sends SUBSCRIBE again, so the broker
+  re-sends the filter's retained messages (MQTT 3.1.1 and 5.0, 3.8.4). Each subscription is
+  handed a retained message of a topic at most once per connection, so the older ones do not
+  see those again.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ ONLINE = "online"
 OFFLINE = "offline"
 RECONNECT_MIN_DELAY = 1
 RECONNECT_MAX_DELAY = 30
+MAX_TOPIC_BYTES = 65_535
 
 Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
 
@@ -78,6 +86,28 @@ def encode(payload: Payload) -> bytes:
     return str(payload).encode()
 
 
+def check_topic(topic: str) -> None:
+    """Raise ``ValueError`` unless ``topic`` is a topic name a message can be published to.
+
+    Not empty, no wildcard ``+`` or ``#``, no NUL, valid UTF-8 and at most 65 535 bytes encoded.
+    """
+    if not topic:
+        raise ValueError("cannot publish to an empty topic")
+    for char, what in (("+", "the wildcard '+'"), ("#", "the wildcard '#'"), ("\0", "a NUL character")):
+        if char in topic:
+            raise ValueError(f"cannot publish to topic {_shown(topic)}: it contains {what}")
+    try:
+        size = len(topic.encode())
+    except UnicodeEncodeError:
+        raise ValueError(f"cannot publish to topic {_shown(topic)}: it is not valid UTF-8 text") from None
+    if size > MAX_TOPIC_BYTES:
+        raise ValueError(f"cannot publish to topic {_shown(topic)}: {size} bytes, more than {MAX_TOPIC_BYTES}")
+
+
+def _shown(topic: str) -> str:
+    return repr(topic) if len(topic) <= 80 else f"{topic[:60]!r}... ({len(topic)} characters)"
+
+
 def valid_filter(topic_filter: str) -> bool:
     """True if ``topic_filter`` is a well-formed MQTT subscription filter."""
     levels = topic_filter.split("/")
@@ -91,12 +121,14 @@ def valid_filter(topic_filter: str) -> bool:
 class Subscription:
     """A topic filter and the callback it feeds; ``cancel()`` to stop receiving."""
 
-    __slots__ = ("_bus", "callback", "filter")
+    __slots__ = ("_bus", "callback", "filter", "retained_seen")
 
     def __init__(self, bus: MqttBus, topic_filter: str, callback: Callable[[Message], None]) -> None:
         self._bus = bus
         self.filter = topic_filter
         self.callback = callback
+        # Topics of the retained messages handed over in this connection; the network thread's alone.
+        self.retained_seen: set[str] = set()
 
     def cancel(self) -> None:
         self._bus._unsubscribe(self)
@@ -120,8 +152,8 @@ class MqttBus:
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._subs: list[Subscription] = []
-        # Filters in the SUBSCRIBE sent on CONNACK; _flush subscribes those added before its SUBACK.
-        self._session_filters: set[str] = set()
+        # The subscriptions in the SUBSCRIBE sent on CONNACK; _flush subscribes those added before its SUBACK.
+        self._session_subs: set[Subscription] = set()
         self._match_cache: dict[str, tuple[Subscription, ...]] = {}
         self._down_logged = False
         self._stopping = False
@@ -185,7 +217,14 @@ class MqttBus:
     # ---- publish / subscribe ---------------------------------------------------------
 
     def publish(self, topic: str, payload: Payload, qos: int | None = None, retain: bool = False) -> None:
-        """Publish now, or queue until the broker is back. Never blocks on the network."""
+        """Publish now, or queue until the broker is back. Never blocks on the network.
+
+        Raises ``ValueError`` for a topic no message can be published to (see ``check_topic``).
+        """
+        # The hot path: a short ASCII topic passes after a few scans in C, and nothing is encoded.
+        if (not topic.isascii() or not 0 < len(topic) <= MAX_TOPIC_BYTES
+                or "+" in topic or "#" in topic or "\0" in topic):
+            check_topic(topic)  # raises, unless a valid topic with non-ASCII characters
         data = encode(payload)
         q = self.settings.qos if qos is None else qos
         with self._lock:
@@ -211,10 +250,11 @@ class MqttBus:
             raise ValueError(f"invalid topic filter: {topic_filter!r}")
         sub = Subscription(self, topic_filter, callback)
         with self._lock:
-            new = all(s.filter != topic_filter for s in self._subs)
             self._subs.append(sub)
             self._match_cache.clear()
-            if new and self._connected:
+            if self._connected:
+                # Also when the filter is subscribed already: only a SUBSCRIBE makes the broker
+                # send its retained messages, which this subscription has not had yet.
                 self._client.subscribe(topic_filter, self.settings.qos)
         return sub
 
@@ -237,8 +277,11 @@ class MqttBus:
         self._down_logged = False
         client.publish(self.state_topic, ONLINE, qos=1, retain=True)
         with self._lock:
+            # A new session: the SUBSCRIBE below brings every subscription its retained messages again.
+            for sub in self._subs:
+                sub.retained_seen.clear()
+            self._session_subs = set(self._subs)
             filters = list(dict.fromkeys(s.filter for s in self._subs))
-            self._session_filters = set(filters)
         if filters:
             client.subscribe([(f, int(self.settings.qos)) for f in filters])
         else:
@@ -254,21 +297,31 @@ class MqttBus:
 
     def _flush(self) -> None:
         with self._lock:
-            # Filters added between CONNACK and now were not in the first SUBSCRIBE.
-            late = [s.filter for s in self._subs if s.filter not in self._session_filters]
+            # Subscriptions added between CONNACK and now were not in the first SUBSCRIBE. Their
+            # filter's retained messages may have gone by already, even if the filter was in it.
+            late = list(dict.fromkeys(s.filter for s in self._subs if s not in self._session_subs))
+            self._session_subs = set()
             if late:
-                late = list(dict.fromkeys(late))
-                self._session_filters.update(late)
                 self._client.subscribe([(f, int(self.settings.qos)) for f in late])
             sent = 0
+            # A failure here would end paho's network thread (we are in its callback), and with it
+            # every reconnect: whatever paho refuses is logged and dropped instead.
             while self._outbox:
                 topic, data, q, retain = self._outbox.popleft()
                 if not retain:  # the latest retained value per topic is replayed below
-                    self._client.publish(topic, data, q, False)
-                    sent += 1
-            for topic, (data, q) in self._retained.items():
+                    try:
+                        self._client.publish(topic, data, q, False)
+                    except Exception as exc:
+                        log.error("dropped a queued message to %s: %s", topic, exc)
+                    else:
+                        sent += 1
+            for topic, (data, q) in list(self._retained.items()):
                 if topic != self.state_topic:
-                    self._client.publish(topic, data, q, True)
+                    try:
+                        self._client.publish(topic, data, q, True)
+                    except Exception as exc:
+                        del self._retained[topic]
+                        log.error("dropped the retained message of %s: %s", topic, exc)
             self._connected = True
         if sent:
             log.info("delivered %d messages queued while disconnected", sent)
@@ -320,8 +373,16 @@ class MqttBus:
                 self._match_cache[topic] = subs
         if not subs:
             return
-        message = Message(topic, bytes(msg.payload), bool(msg.retain), msg.qos)
+        retain = bool(msg.retain)
+        message = Message(topic, bytes(msg.payload), retain, msg.qos)
         for sub in subs:
+            if retain:
+                # The broker sets retain only on what a SUBSCRIBE brings (MQTT-3.3.1-8/9), and each
+                # one brings the retained messages again: a subscription that has this topic's, from
+                # its own SUBSCRIBE or another one on the bus, is not given it twice.
+                if topic in sub.retained_seen:
+                    continue
+                sub.retained_seen.add(topic)
             try:
                 sub.callback(message)
             except Exception:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from gateway import hookspecs
 from gateway.component import Component
+from gateway.config import CORE_SECTIONS, SectionSpec
 
 log = logging.getLogger("housebus.plugins")
 
@@ -46,7 +47,7 @@ class PluginRecord:
     name: str
     distribution: str | None = None
     version: str | None = None
-    components: list[type[Component]] = field(default_factory=list)
+    components: list[type[Component[Any]]] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -71,11 +72,17 @@ class PluginSet:
     failed: list[PluginRecord]
 
     @property
-    def components(self) -> dict[str, type[Component]]:
+    def components(self) -> dict[str, type[Component[Any]]]:
         return {c.section: c for record in self.loaded for c in record.components}
 
-    def models(self) -> dict[str, type[BaseModel]]:
-        return {section: cls.Config for section, cls in self.components.items()}
+    def models(self) -> dict[str, SectionSpec]:
+        """What the config check needs of each component class, by section."""
+        return {section: SectionSpec(cls.Config, cls.instances, tuple(cls.provides), tuple(cls.requires))
+                for section, cls in self.components.items()}
+
+    def component_for(self, section: str) -> type[Component[Any]]:
+        """The class that runs config section ``section`` (``ledstrip.kitchen`` -> the ledstrip class)."""
+        return self.components[section.partition(".")[0]]
 
     def unavailable(self) -> dict[str, str]:
         """Section name -> reason, for failed plugins (assumed to own the section named like them)."""
@@ -150,6 +157,12 @@ def _check_component(cls: Any) -> str | None:
         return f"component {cls.__name__} needs a 'section' name (an identifier)"
     if not (isinstance(cls.Config, type) and issubclass(cls.Config, BaseModel)):
         return f"component {cls.__name__}: Config must be a pydantic model"
+    for attr in ("provides", "requires"):
+        names = getattr(cls, attr)
+        if not (isinstance(names, tuple | list) and all(isinstance(n, str) and n for n in names)):
+            return f"component {cls.__name__}: {attr} must be a tuple of service names"
+    if not isinstance(cls.instances, bool):
+        return f"component {cls.__name__}: instances must be True or False"
     return None
 
 
@@ -201,11 +214,20 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
 
     registered = []
     for record, classes in call_each(pm, "gateway_register_components", records):
-        if classes is not None and not isinstance(classes, list | tuple | set | frozenset):
-            _fail(pm, record, f"gateway_register_components returned {type(classes).__name__}, not a list")
+        # Any iterable, as the hookspec says (a generator too); a str or a mapping iterates, but not over classes.
+        if classes is not None and (isinstance(classes, str | bytes | bytearray | Mapping)
+                                    or not isinstance(classes, Iterable)):
+            _fail(pm, record, f"gateway_register_components returned {type(classes).__name__}, "
+                              "not an iterable of component classes")
             log.error("plugin %s: %s", record.name, record.error)
-        else:
-            registered.append((record, list(classes or ())))
+            continue
+        try:
+            listed = list(classes or ())
+        except Exception as exc:  # a generator runs its body only now
+            _fail(pm, record, f"gateway_register_components raised {_describe(exc)}")
+            log.exception("plugin %s: gateway_register_components raised", record.name)
+            continue
+        registered.append((record, listed))
     # A section belongs to the plugin named like it (rf12 owns [rf12]), else to the first claimant.
     owners: dict[str, str] = {}
     for record, classes in sorted(registered, key=lambda rc: rc[0].name not in _sections(rc[1])):
@@ -214,7 +236,7 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
             problem = _check_component(cls)
             if problem is None and cls.section in owners:
                 problem = f"section [{cls.section}] is already provided by plugin {owners[cls.section]}"
-            if problem is None and cls.section in ("mqtt", "homeassistant", "logging", "data_dir"):
+            if problem is None and cls.section in (*CORE_SECTIONS, "data_dir"):
                 problem = f"section [{cls.section}] is reserved for the core"
             if problem is None:
                 record.components.append(cls)

@@ -20,6 +20,9 @@ from pydantic import AfterValidator
 READ_TIMEOUT = 1.0  # bounds how long close() waits for a reader blocked in read()
 WRITE_TIMEOUT = 2.0
 BACKOFF_MAX = 30.0
+log = logging.getLogger("housebus.serial")
+# What a port's failure looks like; pyserial raises TypeError/AttributeError when the fd vanishes under a read.
+_PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, TypeError, AttributeError)
 _SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110")
 
 
@@ -57,6 +60,10 @@ class LineProtocol(SerialProtocol):
 
     A line longer than ``max_line`` is noise or a missing terminator; it is passed to
     ``line_overflow`` and dropped, so garbage cannot grow the buffer without bound.
+
+    An exception from ``line_received`` or ``line_overflow`` costs only that line: it is
+    logged and counted in ``handler_errors`` (for the component's info), and the lines
+    after it are handled as usual.
     """
 
     max_line = 1024
@@ -64,10 +71,15 @@ class LineProtocol(SerialProtocol):
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._overflowed = False  # the buffer holds the tail of a line already given to line_overflow
+        self.handler_errors = 0
+        self._line_log = log
+        self._line_errors_logged: set[type[BaseException]] = set()
 
     def connection_made(self, link: SerialLink) -> None:
         self._buffer.clear()  # a partial line from before the reconnect is not continued
         self._overflowed = False
+        if link is not None:  # (tests feed a protocol without a link)
+            self._line_log = link._log  # so the error is logged under the component's name
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer
@@ -79,14 +91,33 @@ class LineProtocol(SerialProtocol):
                 self._overflowed = False
                 del lines[0]
             for line in lines:
-                if len(line) > self.max_line:  # grew past the limit in the same read that brought its LF
-                    self.line_overflow(bytes(line))
-                else:
-                    self.line_received(bytes(line.rstrip(b"\r")))
+                try:
+                    if len(line) > self.max_line:  # grew past the limit in the same read that brought its LF
+                        self.line_overflow(bytes(line))
+                    else:
+                        self.line_received(bytes(line.rstrip(b"\r")))
+                except Exception as exc:  # a bug with one line must not lose the lines after it in this read
+                    self._handler_failed(line, exc)
         if len(buf) > self.max_line:
-            self.line_overflow(bytes(buf))
-            buf.clear()
-            self._overflowed = True
+            dropped, self._overflowed = bytes(buf), True
+            buf.clear()  # before the handler runs, so that its exception cannot leave the buffer over the limit
+            try:
+                self.line_overflow(dropped)
+            except Exception as exc:
+                self._handler_failed(dropped, exc)
+
+    def _handler_failed(self, line: bytes | bytearray, exc: Exception) -> None:
+        # A line that breaks the handler usually comes again and again (a device's odd reply, a
+        # decoder bug): the first of each kind gets a traceback in the log, the rest only debug.
+        self.handler_errors += 1
+        kind = type(exc)
+        if kind in self._line_errors_logged:
+            self._line_log.debug("error handling line %r (%d lines so far)", bytes(line[:80]), self.handler_errors,
+                                 exc_info=exc)
+        else:
+            self._line_errors_logged.add(kind)
+            self._line_log.error("error handling line %r; skipped it. Further %s errors are logged at debug level "
+                                 "and counted as handler_errors", bytes(line[:80]), kind.__name__, exc_info=exc)
 
     def line_received(self, line: bytes) -> None:
         """One line, without its terminator, as raw bytes (it may not be valid text)."""
@@ -102,7 +133,8 @@ class SerialLink:
         name: component name, for log lines.
         url: a device path or pyserial URL.
         protocol: receives the port's events.
-        dispatch: runs a callable on the component's worker.
+        dispatch: runs a callable on the component's worker; ``dispatch(fn, *args, cancel=event)``
+            waits while the worker's queue is full, until ``event`` is set, and returns False then.
         on_state: called with True when the port opens and False when it closes.
         log: the component's logger.
         options: passed to pyserial (``baudrate``, ``bytesize``, ``parity``, ...).
@@ -113,7 +145,7 @@ class SerialLink:
         name: str,
         url: str,
         protocol: SerialProtocol,
-        dispatch: Callable[..., None],
+        dispatch: Callable[..., bool],
         on_state: Callable[[bool], None],
         log: logging.Logger,
         **options: Any,
@@ -188,17 +220,20 @@ class SerialLink:
     def _run(self) -> None:
         delay = 1.0
         reported_down = False
+        logged: set[type[BaseException]] = set()  # kinds of unexpected error already logged as errors
         while not self._closing.is_set():
             try:
                 ser = self._open()
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except Exception as exc:
+                # A driver's bug (not a port error) is retried like a missing port, with a traceback to report.
+                trace = None if isinstance(exc, (serial.SerialException, OSError, ValueError)) else exc
                 if not reported_down:
                     self._log.warning("cannot open %s: %s; retrying with backoff up to %d s",
-                                      self.url, exc, BACKOFF_MAX)
+                                      self.url, exc, BACKOFF_MAX, exc_info=trace)
                     self._on_state(False)
                     reported_down = True
                 else:
-                    self._log.debug("still cannot open %s: %s", self.url, exc)
+                    self._log.debug("still cannot open %s: %s", self.url, exc, exc_info=trace)
                 self._closing.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
@@ -208,16 +243,35 @@ class SerialLink:
             self._serial = ser
             self.opened_count += 1
             self._log.info("opened %s", self.url)
-            self._on_state(True)
-            self._dispatch(self.protocol.connection_made, self)
-            reason = self._read(ser)
+            try:
+                self._on_state(True)
+                self._dispatch(self.protocol.connection_made, self)
+                reason = self._read(ser)
+            except Exception as exc:
+                # Not one of the port's errors: a bug in a pyserial backend, the component or the core.
+                # Ending the thread would leave the port open and unread for good, without a word: treat
+                # it as the port's loss instead, after logging it (in full once per kind; it may recur at every open).
+                if self._closing.is_set() or self._kick.is_set():
+                    self._log.debug("error on %s while closing it", self.url, exc_info=exc)
+                    reason = None
+                else:
+                    if type(exc) in logged:
+                        self._log.debug("unexpected error on %s", self.url, exc_info=exc)
+                    else:
+                        logged.add(type(exc))
+                        self._log.error("unexpected error on %s; closing the port to reopen it. Further %s errors "
+                                        "are logged at debug level", self.url, type(exc).__name__, exc_info=exc)
+                    reason = exc
             with self._write_lock:
                 self._serial = None
                 try:
                     ser.close()
                 except Exception:
                     self._log.debug("error closing %s", self.url, exc_info=True)
-            self._dispatch(self.protocol.connection_lost, reason)
+            try:
+                self._dispatch(self.protocol.connection_lost, reason)
+            except Exception:
+                self._log.exception("could not hand the loss of %s to the component", self.url)
             if self._closing.is_set():
                 break
             if reason is not None:
@@ -232,20 +286,25 @@ class SerialLink:
         self._on_state(False)
 
     def _read(self, ser: serial.SerialBase) -> BaseException | None:
-        """Read until the port fails (returns the error) or a close/reopen is asked (None)."""
+        """Read until the port fails (returns the error) or a close/reopen is asked (None).
+
+        Other exceptions (bugs) propagate: ``_run`` logs them and reopens the port.
+        """
         dispatch = self._dispatch
         received = self.protocol.data_received
-        try:
-            while not (self._closing.is_set() or self._kick.is_set()):
+        while not (self._closing.is_set() or self._kick.is_set()):
+            try:
                 data = ser.read(1)
                 if data:
                     waiting = ser.in_waiting
                     if waiting:
                         data += ser.read(waiting)
-                    dispatch(received, data)
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-            # pyserial raises TypeError/AttributeError when the fd vanishes under a read
-            if self._closing.is_set() or self._kick.is_set():
-                return None
-            return exc
+            except _PORT_ERRORS as exc:
+                # Only the port's calls are in here: a TypeError from dispatching is a bug, not a lost port.
+                if self._closing.is_set() or self._kick.is_set():
+                    return None
+                return exc
+            if data:
+                # Waits while the component is behind: the bytes stay in the OS buffer meanwhile.
+                dispatch(received, data, cancel=self._closing)
         return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.mqtt import MqttBus
@@ -16,6 +17,19 @@ def _attribute_payload(value: Any) -> bytes | str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def iso8601(when: float) -> str:
+    """``2026-11-29T23:40:01.250Z``: UTC with milliseconds, as zigbee2mqtt's ``ISO_8601``."""
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_ms(when: float) -> int:
+    """Milliseconds since the epoch, as zigbee2mqtt's ``epoch``."""
+    return round(when * 1000)
+
+
+LAST_SEEN: dict[str, Callable[[float], Any] | None] = {"iso8601": iso8601, "epoch": epoch_ms, "off": None}
+
+
 class StateStore:
     """Remembers each device's state dict and publishes it.
 
@@ -24,8 +38,9 @@ class StateStore:
     so a consumer never has to merge partial updates.
     """
 
-    def __init__(self, bus: MqttBus, base_topic: str, output: str, retain: bool) -> None:
+    def __init__(self, bus: MqttBus, base_topic: str, output: str, retain: bool, last_seen: str = "off") -> None:
         self._bus = bus
+        self._last_seen = LAST_SEEN[last_seen]
         self._base = base_topic
         self._json = output in ("json", "both")
         self._attributes = output in ("attributes", "both")
@@ -33,19 +48,28 @@ class StateStore:
         self._states: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def update(self, device: str, values: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+    def update(self, device: str, values: Mapping[str, Any], *, replace: bool = False,
+               seen: float | None = None) -> dict[str, Any]:
         """Merge ``values`` into the device's state (or replace it) and publish the result.
+
+        Args:
+            device: the device topic below the base topic.
+            values: the keys that changed.
+            replace: drop the keys that are not in ``values``.
+            seen: when the reading was taken, for ``last_seen`` (when that is on).
 
         Returns:
             The device's full state after the update.
         """
-        with self._lock:
+        if seen is not None and self._last_seen is not None:
+            values = {**values, "last_seen": self._last_seen(seen)}
+        with self._lock:  # held while publishing: two updates of a device go out in the order they were made
             if replace or device not in self._states:
                 state = dict(values)
             else:
                 state = self._states[device] | dict(values)
             self._states[device] = state
-        self._publish(device, state, values)
+            self._publish(device, state, values)
         return state
 
     def get(self, device: str) -> dict[str, Any] | None:

@@ -109,8 +109,11 @@ class MqttWatch:
 
     def subscribe(self, *filters: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Subscribe and wait for the SUBACK."""
-        _, mid = self.client.subscribe([(f, 1) for f in filters])
-        assert mid is not None
+        rc, mid = self.client.subscribe([(f, 1) for f in filters])
+        if mid is None:  # paho sends nothing while the client is not connected
+            from paho.mqtt.client import error_string
+
+            raise ConnectionError(f"could not subscribe to {filters}: {error_string(rc)}")
         event = self._acks.setdefault(mid, threading.Event())
         if not event.wait(timeout):
             raise TimeoutError(f"no SUBACK for {filters}")
@@ -238,7 +241,11 @@ def mqtt_watch(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[MqttWat
 def gateway_config(broker: Broker, topics: Topics, data_dir: Path, sections: dict[str, Any] | None = None,
                    *, mqtt: dict[str, Any] | None = None,
                    homeassistant: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A config (as parsed TOML) for a gateway on the test broker, logging in as ``housebus``."""
+    """A config (as parsed TOML) for a gateway on the test broker, logging in as ``housebus``.
+
+    ``[mqtt] last_seen`` is off unless ``mqtt`` turns it on, so that tests can compare whole
+    states; the product's default adds the receive time to every state.
+    """
     return {
         "mqtt": {
             "host": broker.host,
@@ -247,6 +254,7 @@ def gateway_config(broker: Broker, topics: Topics, data_dir: Path, sections: dic
             "password_file": str(broker.password_file_for("housebus")),
             "base_topic": topics.base,
             "client_id": f"gw-{uuid.uuid4().hex[:8]}",
+            "last_seen": "off",
             **(mqtt or {}),
         },
         "homeassistant": {"prefix": topics.prefix, "status_topic": topics.ha_status, **(homeassistant or {})},

@@ -3,6 +3,16 @@
 Every callback of a component (MQTT messages, timers, serial data, service calls) runs on
 that component's own worker, so component code needs no locks and a slow component
 cannot stall the MQTT network thread or another component.
+
+The queue is bounded for the two sources that can outrun a component:
+
+* serial data (``put``): the reader thread waits for room, so the bytes stay in the OS
+  buffer and the device, and nothing is lost;
+* MQTT deliveries (``offer``): paho's thread must never wait, so a delivery that finds the
+  queue full is dropped and counted.
+
+Everything else (timers, service calls, a component's own ``call_soon``) is bounded by
+construction and always goes in; a worker that waited on its own queue would deadlock.
 """
 
 from __future__ import annotations
@@ -14,16 +24,29 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+DEFAULT_QUEUE_SIZE = 1000
 _STOP = object()
+_PUT_POLL = 0.25  # how often a waiting reader re-checks whether it should give up
 
 
 class Worker:
-    """Serialises callbacks onto one thread; an exception is logged and the worker goes on."""
+    """Serialises callbacks onto one thread; an exception is logged and the worker goes on.
 
-    def __init__(self, name: str, log: logging.Logger) -> None:
+    Args:
+        name: the component's name, for the thread and log lines.
+        log: where errors in callbacks are logged.
+        queue_size: room for bounded items (serial data, MQTT deliveries).
+    """
+
+    def __init__(self, name: str, log: logging.Logger, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.name = name
+        self.queue_size = queue_size
+        self.dropped = 0
         self._log = log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # A permit per bounded item queued; SimpleQueue itself has no bound.
+        self._room = threading.BoundedSemaphore(queue_size)
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"housebus-{name}", daemon=True)
 
     def start(self) -> None:
@@ -31,28 +54,59 @@ class Worker:
 
     def stop(self, timeout: float = 1.0) -> None:
         """Run what is already queued, then end the thread (waits at most ``timeout``)."""
+        self._stopped = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
             if threading.current_thread() is not self._thread:
                 self._thread.join(timeout)
 
+    @property
+    def queued(self) -> int:
+        """Items waiting to run."""
+        return self._queue.qsize()
+
+    @property
+    def on_thread(self) -> bool:
+        """True when called from this worker's own thread."""
+        return threading.current_thread() is self._thread
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue ``fn(*args)``; it runs later on the worker thread."""
-        self._queue.put((fn, args, None))
+        """Queue ``fn(*args)`` regardless of the bound; it runs later on the worker thread."""
+        self._queue.put((fn, args, None, False))
+
+    def offer(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Queue ``fn(*args)`` if there is room; False (and counted in ``dropped``) if not. Never waits."""
+        if self._room.acquire(blocking=False):
+            self._queue.put((fn, args, None, True))
+            return True
+        self.dropped += 1
+        return False
+
+    def put(self, fn: Callable[..., Any], *args: Any, cancel: threading.Event | None = None) -> bool:
+        """Queue ``fn(*args)``, waiting for room; False if ``cancel`` is set or the worker stops first."""
+        room = self._room
+        while not room.acquire(timeout=_PUT_POLL):
+            if self._stopped or (cancel is not None and cancel.is_set()):
+                return False
+        self._queue.put((fn, args, None, True))
+        return True
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue ``fn(*args)`` and return a future for its result or exception."""
         future: Future[Any] = Future()
-        self._queue.put((fn, args, future))
+        self._queue.put((fn, args, future, False))
         return future
 
     def _run(self) -> None:
         get = self._queue.get
+        release = self._room.release
         while True:
             item = get()
             if item is _STOP:
                 return
-            fn, args, future = item
+            fn, args, future, bounded = item
+            if bounded:
+                release()
             if future is None:
                 try:
                     fn(*args)

@@ -70,7 +70,7 @@ def test_in_repo_and_third_party_plugins_load_through_entry_points():
 def test_plugin_registered_in_code():
     plugins = load_plugins([("tiny", TinyPlugin())], entry_points=False)
     assert [r.name for r in plugins.loaded] == ["tiny"]
-    assert plugins.models() == {"tiny": Tiny.Config}
+    assert {section: spec.model for section, spec in plugins.models().items()} == {"tiny": Tiny.Config}
 
 
 def test_broken_plugins_are_reported_and_the_rest_load(cli, fake_dist, env_with):

@@ -116,7 +116,7 @@ def test_banner_readings_discovery_and_counters(sim, gateway_factory, mqtt_watch
     counters = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["packets"] == 6,
                                     after=mark)["counters"]
     assert counters | {"packets": 6} == {"packets": 6, "bad_crc": 1, "garbage": 2, "decode_errors": 2, "acks": 0,
-                                         "directed": 0, "sends": 0, "send_failures": 0}
+                                         "directed": 0, "sends": 0, "send_failures": 0, "handler_errors": 0}
     warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
     assert len([w for w in warnings if w.startswith("node kitchen")]) == 1
     assert len([w for w in warnings if w.startswith("garbage")]) == 1
@@ -450,9 +450,9 @@ def test_a_confirmation_of_another_length_is_taken_but_warned_about(sim, gateway
     base = housebus_topics.base
     rf12 = start(gateway_factory, sim, mqtt_watch, base, nodes=ROOM)
     send = rf12.ctx.service("rf12.send")
-    assert send(5, [1, 2]).result(5).result(5) == 2  # confirmed as typed: no warning
+    assert send(5, [1, 2]).result(5) == 2  # confirmed as typed: no warning
     sim.withhold_echo = 1
-    confirmed = send(5, [1, 2]).result(5)
+    confirmed = send(5, [1, 2])
     sim.wait_command(lambda c: c.count("1,2,5s") == 2)
     sim.inject(" -> 3 b")
     assert confirmed.result(5) == 3  # what RF12demo says it sent
@@ -491,7 +491,7 @@ def test_a_switch_never_confirmed_then_refused_restores_reopen_the_port_after_th
     sim.refuse = {"212g"}  # and the way back is refused
     mqtt_watch.publish(f"{base}/rf12/19_1/send", [4])
     sim.wait_command("19g")
-    queued = rf12.ctx.service("rf12.send")(3, [5]).result(5)  # waits behind the stuck one
+    queued = rf12.ctx.service("rf12.send")(3, [5])  # waits behind the stuck one
     settle(rf12)
     mark = mqtt_watch.mark()
     clock.advance(GROUP_TIMEOUT)  # the switch times out: restore try 1
@@ -517,7 +517,7 @@ def test_the_send_service_sends_with_the_ack_flag_and_refuses_a_bad_one(sim, gat
     base = housebus_topics.base
     rf12 = start(gateway_factory, sim, mqtt_watch, base)
     send = rf12.ctx.service("rf12.send")
-    assert send(2, b"\x09", ack=True).result(5).result(5) == 1
+    assert send(2, b"\x09", ack=True).result(5) == 1
     assert sim.commands[-1] == "9,2a"
     with pytest.raises(ValueError, match=r"^ack must be a bool$"):
         send(2, [9], ack="yes").result(5)
@@ -534,7 +534,7 @@ def test_sends_pending_when_the_component_stops_fail_without_an_error_report(sim
     rf12 = next(r.component for r in gw.running if r.section == "rf12")
     sim.withhold_echo = 1
     send = rf12.ctx.service("rf12.send")
-    in_flight, queued = send(2, [9]).result(5), send(3, [8]).result(5)
+    in_flight, queued = send(2, [9]), send(3, [8])
     sim.wait_command("9,2s")
     mark = mqtt_watch.mark()
     gw.stop()
@@ -555,7 +555,7 @@ def test_a_send_queued_before_the_jeelink_answers_goes_out_once_it_does(sim, gat
     rf12 = next(r.component for r in gw.running if r.section == "rf12")
     mqtt_watch.wait_ready(base)
     sim.wait_command("v")
-    confirmed = rf12.ctx.service("rf12.send")(5, [1]).result(5)  # queued: the JeeLink has not answered
+    confirmed = rf12.ctx.service("rf12.send")(5, [1])  # queued: the JeeLink has not answered
     sim.withhold_echo = 1
     sim.mute = False
     settle(rf12)
@@ -626,7 +626,7 @@ def test_before_the_jeelink_answers_rf12_info_says_nothing_is_known(sim, gateway
         "node_id": None, "group": None, "band": None, "collect": None, "quiet": None, "offset": None,
         "output": None, "version": None, "port": sim.url, "ready": False,
         "counters": dict.fromkeys(("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends",
-                                   "send_failures"), 0),
+                                   "send_failures", "handler_errors"), 0),
         "problems": []}
 
 
@@ -681,7 +681,7 @@ def test_a_send_already_done_is_not_failed_again_when_the_port_goes(sim, gateway
     base = housebus_topics.base
     rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=ManualClock(), nodes=ROOM)
     sim.refuse = {"212g"}  # the switch back hangs (its timeout never comes on the manual clock)
-    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19).result(5)
+    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19)
     assert confirmed.result(5) == 1
     sim.wait_command("212g")
     mark = mqtt_watch.mark()
@@ -734,7 +734,7 @@ def test_a_send_whose_port_is_gone_when_it_is_typed_fails_once(sim, gateway_fact
     base = housebus_topics.base
     rf12 = start(gateway_factory, sim, mqtt_watch, base, clock=ManualClock())
     sim.withhold_config = 1  # '19g' is taken without a config line; the test hands it over itself
-    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19).result(5)
+    confirmed = rf12.ctx.service("rf12.send")(1, [4], group=19)
     sim.wait_command("19g")
     settle(rf12)
     busy = threading.Event()
@@ -854,7 +854,7 @@ def test_while_the_port_is_gone_rf12_info_says_not_ready(sim, gateway_factory, m
     base = housebus_topics.base
     rf12 = start(gateway_factory, sim, mqtt_watch, base, send_timeout=30)
     sim.withhold_echo = 1
-    lost = rf12.ctx.service("rf12.send")(2, [9]).result(5)  # in flight when the port goes: a counted failure
+    lost = rf12.ctx.service("rf12.send")(2, [9])  # in flight when the port goes: a counted failure
     sim.wait_command("9,2s")
     mark = mqtt_watch.mark()
     sim.unplug()

@@ -161,13 +161,58 @@ def test_a_plugin_may_replace_a_built_in_type_but_not_struct() -> None:
     thermo = Thermo()
     decoders, problems = decoders_from(Plugin({"struct": thermo, "roomNode": thermo, "thermo": thermo}))
     assert decoders == {**BUILTIN, "roomNode": thermo, "thermo": thermo}
-    assert problems == ["a plugin tried to replace the built-in node type 'struct'; ignored"]
+    assert problems == ["plugin p0 tried to replace the built-in node type 'struct'; ignored"]
 
 
-def test_a_failing_decoder_hook_leaves_the_built_in_types() -> None:
-    decoders, problems = decoders_from(Plugin({"thermo": Thermo()}), Plugin(RuntimeError("no radio today")))
-    assert decoders == dict(BUILTIN)
-    assert problems == ["a gateway_rf12_decoders hook failed: RuntimeError: no radio today"]
+def test_a_failing_decoder_hook_costs_only_its_own_plugin() -> None:
+    thermo = Thermo()
+    decoders, problems = decoders_from(Plugin({"thermo": thermo}), Plugin(RuntimeError("no radio today")))
+    assert decoders == {**BUILTIN, "thermo": thermo}
+    assert problems == ["plugin p1: gateway_rf12_decoders raised RuntimeError: no radio today; "
+                        "its node types are ignored"]
+
+
+def test_a_generator_that_fails_half_way_adds_none_of_its_types() -> None:
+    def half_way() -> Any:
+        yield "thermo", Thermo()
+        raise OSError("lost my table")
+
+    decoders, problems = decoders_from(Plugin(half_way()), Plugin({"doubler": doubler}))
+    assert decoders == {**BUILTIN, "doubler": doubler}
+    assert problems == ["plugin p0: gateway_rf12_decoders raised OSError: lost my table; its node types are ignored"]
+
+
+@pytest.mark.parametrize(("result", "problem"), [
+    ("thermo", "plugin p0: gateway_rf12_decoders returned str, not a mapping or an iterable of (name, decoder) "
+               "pairs; ignored"),
+    (Thermo(), "plugin p0: gateway_rf12_decoders returned Thermo, not a mapping or an iterable of (name, decoder) "
+               "pairs; ignored"),
+])
+def test_a_decoder_hook_returning_neither_a_mapping_nor_pairs_is_refused(result: Any, problem: str) -> None:
+    decoders, problems = decoders_from(Plugin(result), Plugin({"doubler": doubler}))
+    assert decoders == {**BUILTIN, "doubler": doubler}
+    assert problems == [problem]
+
+
+def test_pairs_from_any_iterable_are_node_types_and_other_entries_are_refused_one_by_one() -> None:
+    thermo = Thermo()
+    entries = iter([("thermo", thermo), ("solo",), (7, doubler), ("number", 42), ["doubler", doubler]])
+    decoders, problems = decoders_from(Plugin(entries), Plugin({7: thermo, "eight": 8}))
+    assert decoders == {**BUILTIN, "thermo": thermo, "doubler": doubler}
+    assert problems == [
+        "plugin p1: gateway_rf12_decoders gave the node type name 7, not a str; ignored",
+        "plugin p1: node type 'eight' is a int, not a decoder (an object with decode(data), or a callable); ignored",
+        "plugin p0: gateway_rf12_decoders gave ('solo',), not a (name, decoder) pair; ignored",
+        "plugin p0: gateway_rf12_decoders gave the node type name 7, not a str; ignored",
+        "plugin p0: node type 'number' is a int, not a decoder (an object with decode(data), or a callable); "
+        "ignored",
+    ]
+
+
+def test_when_two_plugins_name_the_same_type_the_first_registered_wins_as_with_a_plain_hook_call() -> None:
+    first, second = Thermo(), Thermo()
+    decoders, _ = decoders_from(Plugin({"thermo": first}), Plugin({"thermo": second}))
+    assert decoders["thermo"] is first
 
 
 def test_without_a_plugin_manager_only_the_built_in_types() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gateway_rf12.config import Rf12Config
+from gateway_rf12.config import NodeConfig, Rf12Config
 from gateway_rf12.decoders import BUILTIN, StructDecoder
 from gateway_rf12.lines import parse_ok
 from gateway_rf12.nodes import NodeTable, Route, as_decoder, payload
@@ -89,6 +89,15 @@ def test_a_struct_node_decodes_and_announces_its_configured_fields() -> None:
     assert route.decoder.decode(bytes([116, 9, 8, 50])) == {"power": 2420, "vrms": 128.08}
     assert [(e.key, e.options.get("unit_of_measurement")) for e in route.decoder.entities] == [
         ("power", "W"), ("vrms", "V")]
+
+
+def test_a_struct_node_built_without_fields_is_a_problem_and_is_published_raw() -> None:
+    """The config model refuses it; a NodeConfig built in code without validation is not checked by the model."""
+    nodes = NodeTable({"10": NodeConfig.model_construct(type="struct", name=None, fields=None)}, BUILTIN)
+    nodes.set_home_group(212)
+    assert nodes.problems == ["[rf12.nodes.10] type 'struct' needs fields = [{ name, code, scale, unit }, ...]. "
+                              "Its packets are published raw"]
+    assert nodes.route(212, 10) == Route("212_10", "rf12/212_10", 212, 10, None, "struct")
 
 
 def test_an_unknown_node_type_is_a_problem_listing_the_known_types_and_the_node_is_published_raw() -> None:

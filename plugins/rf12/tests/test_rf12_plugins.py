@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 
 import gateway_rf12
 import pytest
@@ -84,29 +85,26 @@ def test_third_party_decoders(sim, gateway_factory, mqtt_watch, housebus_topics)
     assert len(info["problems"]) == 1
 
 
-class LedTest(Component):
+class LedTest(Component[ConfigModel]):
     """Stands in for the LED-strip plugin: sends through ``rf12.send`` and reports the outcome."""
 
     section = "ledtest"
-    Config = ConfigModel
+    requires = ("rf12.send",)
 
     def start(self) -> None:
+        self.thread = threading.current_thread()
         self.ctx.subscribe(self.ctx.topic("ledtest", "set"), self.on_set)
 
     def on_set(self, message: Message) -> None:
         request = message.json()
-        outer = self.ctx.service("rf12.send")(request["node"], request["data"], group=request.get("group"))
-        try:
-            confirmed = outer.result(5)
-        except (ValueError, ConnectionError) as exc:
-            self.ctx.publish_state("ledtest", {"refused": type(exc).__name__, "error": str(exc)}, replace=True)
-            return
-        confirmed.add_done_callback(self._done)
+        send = self.ctx.service("rf12.send")
+        send(request["node"], request["data"], group=request.get("group")).add_done_callback(self._done)
 
     def _done(self, future) -> None:
         exc = future.exception()
         self.ctx.publish_state("ledtest", {"sent": None if exc else future.result(),
-                                           "error": str(exc) if exc else None}, replace=True)
+                                           "error": f"{type(exc).__name__}: {exc}" if exc else None,
+                                           "own_thread": threading.current_thread() is self.thread}, replace=True)
 
 
 class LedTestPlugin:
@@ -122,13 +120,13 @@ def test_send_service_for_other_plugins(sim, gateway_factory, mqtt_watch, houseb
     mqtt_watch.wait_ready(base)
     mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
     mqtt_watch.publish(f"{base}/ledtest/set", {"node": 1, "data": [4], "group": 19})
-    assert mqtt_watch.wait_json(f"{base}/ledtest") == {"sent": 1, "error": None}
+    assert mqtt_watch.wait_json(f"{base}/ledtest") == {"sent": 1, "error": None, "own_thread": True}
     assert sim.commands == ["v", "19g", "4,1s", "212g"]
     assert sim.led.colour == (255, 85, 30)  # slot 4: a 5 s fade to warm white
 
     mark = mqtt_watch.mark()
     mqtt_watch.publish(f"{base}/ledtest/set", {"node": 32, "data": [4]})
-    assert "node must be 1-31" in mqtt_watch.wait_json(f"{base}/ledtest", after=mark)["error"]
+    assert "ValueError: node must be 1-31" in mqtt_watch.wait_json(f"{base}/ledtest", after=mark)["error"]
 
     mark = mqtt_watch.mark()
     sim.withhold_echo = 1
@@ -209,16 +207,17 @@ def test_send_service_while_the_port_is_down_fails_at_once(sim, gateway_factory,
     mqtt_watch.publish(f"{base}/ledtest/set", {"node": 2, "data": [9]})
     sim.wait_command("9,2s")
     sim.unplug()
-    assert mqtt_watch.wait_json(f"{base}/ledtest", after=mark) == {"sent": None, "error": f"lost {sim.url}"}
+    assert mqtt_watch.wait_json(f"{base}/ledtest", after=mark) == {
+        "sent": None, "error": f"ConnectionError: lost {sim.url}", "own_thread": True}
     error = mqtt_watch.wait_json(f"{base}/bridge/error", after=mark)
     assert error == {"topic": f"{base}/rf12/212_2/send", "error": f"lost {sim.url}"}
 
-    # Down: refused with ConnectionError when asked, within LedTest's 5 s wait; nothing queued.
+    # Down: refused with ConnectionError at once; nothing queued.
     mqtt_watch.wait_for(availability, lambda m: m.text == "offline", after=mark)
     mark = mqtt_watch.mark()
     mqtt_watch.publish(f"{base}/ledtest/set", {"node": 1, "data": [4], "group": 19})
     assert mqtt_watch.wait_json(f"{base}/ledtest", after=mark, timeout=4) == {
-        "refused": "ConnectionError", "error": f"the JeeLink on {sim.url} is not connected"}
+        "sent": None, "error": f"ConnectionError: the JeeLink on {sim.url} is not connected", "own_thread": True}
     assert not rf12.queue and rf12.job is None
 
     # Back: the refused send was not kept to go out later.
@@ -240,8 +239,68 @@ def test_a_plugin_replacing_struct_is_a_problem_shown_in_rf12_info(sim, gateway_
     base = housebus_topics.base
     gateway_factory({"rf12": {"port": sim.url, "nodes": {"6": {"type": "thermo", "name": "cellar"}}}},
                     plugins=[("rf12", gateway_rf12), ("struct", StructPlugin())])
-    problem = "a plugin tried to replace the built-in node type 'struct'; ignored"
+    problem = "plugin struct tried to replace the built-in node type 'struct'; ignored"
     assert mqtt_watch.wait_json(f"{base}/bridge/error") == {"topic": f"{base}/rf12/info", "error": problem}
     assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])["problems"] == [problem]
     sim.inject("OK 6 251")
     assert mqtt_watch.wait_json(f"{base}/rf12/cellar")["celsius"] == -5
+
+
+# ---- one plugin's broken gateway_rf12_decoders must not cost the radio or the other plugins' node types --------
+
+class RaisingDecodersPlugin:
+    @hookimpl
+    def gateway_rf12_decoders(self):
+        raise RuntimeError("no decoders today")
+
+
+class NotAMappingPlugin:
+    @hookimpl
+    def gateway_rf12_decoders(self):
+        return 42
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    (RaisingDecodersPlugin(),
+     "plugin broken: gateway_rf12_decoders raised RuntimeError: no decoders today; its node types are ignored"),
+    (NotAMappingPlugin(),
+     "plugin broken: gateway_rf12_decoders returned int, not a mapping or an iterable of (name, decoder) pairs; "
+     "ignored"),
+], ids=["raises", "returns-int"])
+def test_a_broken_decoder_plugin_is_reported_and_the_radio_runs_with_the_other_plugins_types(
+        bad, problem, sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    nodes = {"6": {"type": "thermo", "name": "cellar"}, "5": {"type": "roomNode", "name": "kitchen"}}
+    gateway_factory({"rf12": {"port": sim.url, "nodes": nodes}},
+                    plugins=[("rf12", gateway_rf12), ("broken", bad), ("thermo", ThermoPlugin())])
+    assert mqtt_watch.wait_json(f"{base}/bridge/error") == {"topic": f"{base}/rf12/info", "error": problem}
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    assert mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])["problems"] == [problem]
+    sim.inject("OK 6 251")  # the good plugin's node type
+    assert mqtt_watch.wait_json(f"{base}/rf12/cellar") == {"node": 6, "group": 212, "raw": [251], "celsius": -5}
+    sim.inject("OK 5 156 149 230 0")  # a built-in one
+    assert mqtt_watch.wait_json(f"{base}/rf12/kitchen")["temperature"] == 23.0
+
+
+class GeneratorPlugin:
+    """Yields its node types, as the hookspec allows; one entry is not a (name, decoder) pair."""
+
+    @hookimpl
+    def gateway_rf12_decoders(self):
+        yield "thermo", Thermometer()
+        yield "lonely"
+        yield "doubler", lambda data: {"double": 2 * data[0]}
+
+
+def test_a_decoder_hook_may_yield_name_decoder_pairs(sim, gateway_factory, mqtt_watch, housebus_topics):
+    base = housebus_topics.base
+    nodes = {"6": {"type": "thermo", "name": "cellar"}, "7": {"type": "doubler"}}
+    gateway_factory({"rf12": {"port": sim.url, "nodes": nodes}},
+                    plugins=[("rf12", gateway_rf12), ("yielder", GeneratorPlugin())])
+    problem = "plugin yielder: gateway_rf12_decoders gave 'lonely', not a (name, decoder) pair; ignored"
+    assert mqtt_watch.wait_json(f"{base}/bridge/error") == {"topic": f"{base}/rf12/info", "error": problem}
+    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
+    sim.inject("OK 6 251")
+    assert mqtt_watch.wait_json(f"{base}/rf12/cellar")["celsius"] == -5
+    sim.inject("OK 7 21")
+    assert mqtt_watch.wait_json(f"{base}/rf12/212_7")["double"] == 42

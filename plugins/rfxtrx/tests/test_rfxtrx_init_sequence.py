@@ -102,7 +102,7 @@ def test_each_init_failure_is_counted_and_warned_about_once_until_the_stick_work
     assert mqtt_watch.wait_json(f"{base}/rfxtrx/info", after=at) == {"port": sim.url, "state": "down", "counters": {
         "frames": 0, "resyncs": 0, "skipped_bytes": 0, "partial_timeouts": 0, "duplicates": 0, "unknown": 0,
         "init_timeouts": 1, "opens": 1, "tx_sent": 0, "tx_acked": 0, "tx_naks": 0, "tx_timeouts": 0,
-        "tx_unmatched": 0}}
+        "tx_unmatched": 0, "handler_errors": 0}}
     mark = unanswered_status(mark)  # the reopen starts over, and fails the same way
     sim.mute = False
     sim.wait_frame(lambda f: f == RESET, after=mark)

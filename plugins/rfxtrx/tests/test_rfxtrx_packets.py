@@ -305,6 +305,9 @@ def test_interface_commands():
     ((0x10, 0x00, 0x45, 5, "on", None, 42), "07 10 00 2A 45 05 01 00"),  # vector 6, with the RSSI slot empty
     ((0x14, 0x00, 0xF09AC8, 1, "on", None, 0), "0A 14 00 00 F0 9A C8 01 01 1F 00"),
     ((0x14, 0x00, 0xF09AC8, 1, "set_level", 0x10, 0), "0A 14 00 00 F0 9A C8 01 10 10 00"),
+    ((0x11, 0x00, 0x1234567, 5, "set_level", 15, 0), "0B 11 00 00 01 23 45 67 05 02 0F 00"),  # the top levels
+    ((0x14, 0x00, 0xF09AC8, 1, "set_level", 31, 0), "0A 14 00 00 F0 9A C8 01 10 1F 00"),
+    ((0x11, 0x00, 0x1234567, 5, "set_level", 0, 0), "0B 11 00 00 01 23 45 67 05 02 00 00"),
 ])
 def test_lighting_commands(args, frame):
     assert encoders.lighting(*args) == h(frame)
@@ -324,6 +327,12 @@ def test_on_and_off_for_lighting5_devices_without_levels(sub, name):
     ((0x14, 0x03, 0x123456, 1, "on", None, 0), "MDremote devices take no on/off command"),
     ((0x14, 0x03, 0x123456, 1, "off", None, 0), "MDremote devices take no on/off command"),
     ((0x20, 0x00, 0x123456, 1, "on", None, 0), "packet type 0x20 takes no lighting commands"),
+    # A dim level goes into the frame as one byte of the protocol's range: without one there is no frame.
+    ((0x11, 0x00, 0x1234567, 5, "set_level", None, 0), "set_level needs a dim level (0-15)"),
+    ((0x14, 0x00, 0xF09AC8, 1, "set_level", None, 0), "set_level needs a dim level (0-31)"),
+    ((0x11, 0x00, 0x1234567, 5, "set_level", 16, 0), "dim level must be 0-15, not 16"),
+    ((0x14, 0x00, 0xF09AC8, 1, "set_level", 32, 0), "dim level must be 0-31, not 32"),
+    ((0x11, 0x00, 0x1234567, 5, "set_level", -1, 0), "dim level must be 0-15, not -1"),
 ])
 def test_commands_a_device_cannot_take_are_refused_with_the_reason(args, message):
     with pytest.raises(encoders.EncodeError) as refused:

@@ -24,7 +24,7 @@ def gateway_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
 
 
 @hookimpl
-def gateway_register_components() -> list[type[Component]]:
+def gateway_register_components() -> list[type[Component[Any]]]:
     from gateway_rf12.component import Rf12
 
     return [Rf12]

@@ -51,16 +51,16 @@ class Phase(enum.Enum):
 COUNTERS = ("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends", "send_failures")
 
 
-class Rf12(Component, LineProtocol):
+class Rf12(Component[Rf12Config], LineProtocol):
     """Receives and decodes RF12 packets, sends packets, and keeps the JeeLink configured."""
 
     section = "rf12"
-    Config = Rf12Config
+    provides = ("rf12.send",)
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[Rf12Config]) -> None:
         Component.__init__(self, ctx)
         LineProtocol.__init__(self)
-        self.config: Rf12Config = ctx.config  # type: ignore[assignment]
+        self.config = ctx.config
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.radio: RadioConfig | None = None
         self.version: str | None = None
@@ -232,21 +232,22 @@ class Rf12(Component, LineProtocol):
             self.version = config.version
         self.radio = config
         was_ready = self.ready
-        if self._home_group is None:
-            self._home_group = config.group
-            self.table.set_home_group(config.group)
+        home = self._home_group
+        if home is None:
+            home = self._home_group = config.group
+            self.table.set_home_group(home)
         if self.phase is Phase.SWITCH and self.job is not None:
             if config.group == self._target_group(self.job):
                 self._cancel_timer()
-                self._transmit()
+                self._transmit(self.job)
         elif self.phase is Phase.RESTORE:
-            if config.group == self._home_group:
+            if config.group == home:
                 self._cancel_timer()
                 self._job_done()
         elif not self.ready and self._pending_echo is None:
             # With a command pending, a config line before its echo predates the command.
             self._cancel_handshake()
-            self._configure()
+            self._configure(config, home)
         if was_ready or not self.ready:  # (becoming ready published it already)
             self._publish_info()  # config lines are rare: handshakes and group switches
 
@@ -266,10 +267,13 @@ class Rf12(Component, LineProtocol):
             wanted.append(("q", int(cfg.quiet), cfg.quiet != radio.quiet))
         return wanted
 
-    def _configure(self) -> None:
-        """Send the next needed config command, or go online when nothing differs."""
-        assert self.radio is not None
-        for command, value, differs in self._desired(self.radio):
+    def _configure(self, radio: RadioConfig, home: int) -> None:
+        """Send the next needed config command for the JeeLink's last config line, or go online when nothing differs.
+
+        Args:
+            home: the home group, known from ``[rf12] group`` or from the first config line.
+        """
+        for command, value, differs in self._desired(radio):
             if not differs:
                 continue
             if command in self._tried:
@@ -282,21 +286,19 @@ class Rf12(Component, LineProtocol):
             self._write(format_config(command, value))
             self._arm_handshake()
             return
-        self._became_ready()
+        self._became_ready(home)
 
-    def _became_ready(self) -> None:
+    def _became_ready(self, home: int) -> None:
         self.ready = True
         self._silence_warned = False
         self.ctx.set_available(True)
         if not self._discovered:
             self._discovered = True
-            self._discover()
+            self._discover(home)
         self._publish_info()
         self._pump()
 
-    def _discover(self) -> None:
-        home = self._home_group
-        assert home is not None  # the config line that made the component ready set it
+    def _discover(self, home: int) -> None:
         for group, node, cfg, decoder in self.table.configured():
             if decoder is None:
                 continue
@@ -355,21 +357,20 @@ class Rf12(Component, LineProtocol):
         return self._home_group if self._home_group is not None else DEFAULT_GROUP
 
     def _pump(self) -> None:
-        if self.job is not None or not self.ready or not self.queue:
+        radio = self.radio
+        # Ready comes with a config line, so radio is set then; without one the current group is unknown.
+        if self.job is not None or not self.ready or radio is None or not self.queue:
             return
         job = self.job = self.queue.popleft()
-        assert self.radio is not None
         target = self._target_group(job)
-        if target != self.radio.group:
+        if target != radio.group:
             self.phase = Phase.SWITCH
             self._write(format_config("g", target))
             self._arm_timer(GROUP_TIMEOUT)
         else:
-            self._transmit()
+            self._transmit(job)
 
-    def _transmit(self) -> None:
-        job = self.job
-        assert job is not None
+    def _transmit(self, job: SendJob) -> None:
         self.phase = Phase.SEND
         if not self._write(format_send(job.node, job.data, ack=job.ack)):
             self._fail(job, ConnectionError(f"the JeeLink on {self.config.port} is not connected"))
@@ -400,10 +401,12 @@ class Rf12(Component, LineProtocol):
             self._job_done()
 
     def _restore(self) -> None:
-        assert self._home_group is not None
+        home = self._home_group
+        if home is None:  # a switch away needs the component ready, and readiness needs the first config line
+            raise RuntimeError("rf12: switching back to the home group before any config line set it")
         self.phase = Phase.RESTORE
         self._restore_tries += 1
-        self._write(format_config("g", self._home_group))
+        self._write(format_config("g", home))
         self._arm_timer(GROUP_TIMEOUT)
 
     def _job_done(self) -> None:
@@ -470,8 +473,10 @@ class Rf12(Component, LineProtocol):
     def info(self) -> dict[str, Any]:
         radio = self.radio.as_dict() if self.radio is not None else dict.fromkeys(
             ("node_id", "group", "band", "collect", "quiet", "offset", "output"))
+        # handler_errors: lines whose handling raised (a bug, logged with its traceback), counted by LineProtocol.
+        # Such a line is a packet (a decoder's output that cannot be published): counting it marked the info dirty.
         return {**radio, "version": self.version, "port": self.config.port, "ready": self.ready,
-                "counters": dict(self.counters), "problems": list(self.problems)}
+                "counters": {**self.counters, "handler_errors": self.handler_errors}, "problems": list(self.problems)}
 
     def _publish_info(self) -> None:
         self._info_dirty = False

@@ -8,13 +8,17 @@ packages add decoders through the ``gateway_rf12_decoders`` hook.
 
 from __future__ import annotations
 
+import logging
+import reprlib
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from gateway import Entity
+
+log = logging.getLogger("housebus.rf12")
 
 
 @runtime_checkable
@@ -198,25 +202,80 @@ BUILTIN: Mapping[str, NodeDecoder] = {
 """Built-in node types; ``struct`` is built per node from its ``fields``."""
 
 
+def is_decoder(obj: Any) -> bool:
+    """What a node type may be: an object with ``decode(data)``, or a plain ``fn(data) -> dict``."""
+    return isinstance(obj, NodeDecoder) or callable(obj)
+
+
+class _Unusable(TypeError):
+    """A hook result that is neither a mapping nor an iterable of pairs."""
+
+
+def _entries(plugin: str, result: Any, problem: Callable[[str], None]) -> list[tuple[str, Any]]:
+    """The (name, decoder) pairs one plugin's hook returned; what is not such a pair is reported and left out.
+
+    The whole result is read before anything is used, so a generator that fails half-way adds nothing.
+
+    Raises:
+        _Unusable: the result is neither a mapping nor an iterable of pairs.
+        Exception: whatever a generator raised while it was read.
+    """
+    if result is None:
+        return []
+    if isinstance(result, Mapping):
+        items = list(result.items())
+    elif isinstance(result, str | bytes | bytearray) or not isinstance(result, Iterable):
+        raise _Unusable(f"returned {type(result).__name__}, not a mapping or an iterable of (name, decoder) pairs")
+    else:
+        items = list(result)
+    entries = []
+    for item in items:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            problem(f"plugin {plugin}: gateway_rf12_decoders gave {reprlib.repr(item)}, "
+                    "not a (name, decoder) pair; ignored")
+        elif not isinstance(item[0], str):
+            problem(f"plugin {plugin}: gateway_rf12_decoders gave the node type name {reprlib.repr(item[0])}, "
+                    "not a str; ignored")
+        elif not is_decoder(item[1]):
+            problem(f"plugin {plugin}: node type {item[0]!r} is a {type(item[1]).__name__}, not a decoder "
+                    "(an object with decode(data), or a callable); ignored")
+        elif item[0] == "struct":
+            problem(f"plugin {plugin} tried to replace the built-in node type 'struct'; ignored")
+        else:
+            entries.append((item[0], item[1]))
+    return entries
+
+
 def collect_decoders(hook: Any, problem: Callable[[str], None]) -> dict[str, Any]:
     """The built-in node types plus those other plugins add through ``gateway_rf12_decoders``.
+
+    Each plugin's implementation is called on its own, like ``gateway.plugins.call_each`` does for
+    the core's hooks: one that raises or returns something unusable is reported, naming the plugin,
+    and the other plugins' node types and the built-ins are kept.
 
     Args:
         hook: the plugin manager's hook relay (``ctx.hook``, or ``Decoder.hook`` offline).
         problem: told about each plugin contribution that is refused.
     """
     decoders: dict[str, Any] = dict(BUILTIN)
-    if hook is None:
+    caller = getattr(hook, "gateway_rf12_decoders", None) if hook is not None else None
+    if caller is None:
         return decoders
-    try:
-        results = hook.gateway_rf12_decoders()
-    except Exception as exc:  # one broken plugin must not keep the radio down
-        problem(f"a gateway_rf12_decoders hook failed: {type(exc).__name__}: {exc}")
-        return decoders
-    for result in results:
-        for name, decoder in dict(result or {}).items():
-            if name == "struct":
-                problem("a plugin tried to replace the built-in node type 'struct'; ignored")
-                continue
-            decoders[name] = decoder
+    # In pluggy's call order (the reverse of get_hookimpls), so that, as with a plain hook call,
+    # the plugin registered first has the last word on a name two plugins define.
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:  # wraps the whole call: nothing of its own to add
+            continue
+        plugin = impl.plugin_name
+        try:
+            entries = _entries(plugin, impl.function(), problem)
+        except _Unusable as exc:
+            problem(f"plugin {plugin}: gateway_rf12_decoders {exc}; ignored")
+            continue
+        except Exception as exc:  # one broken plugin must not keep the radio down
+            log.debug("plugin %s: gateway_rf12_decoders raised", plugin, exc_info=True)
+            problem(f"plugin {plugin}: gateway_rf12_decoders raised {type(exc).__name__}: {exc}; "
+                    "its node types are ignored")
+            continue
+        decoders.update(entries)
     return decoders

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway import Context, Device
 from gateway_rf12.decoders import NodeDecoder
 
 
-def node_device(ctx: Context, key: str, group: int, node: int, decoder: NodeDecoder) -> Device | None:
+def node_device(ctx: Context[Any], key: str, group: int, node: int, decoder: NodeDecoder) -> Device | None:
     """The device for a configured node, or None when its decoder declares no entities."""
     entities = tuple(getattr(decoder, "entities", ()))
     if not entities:

@@ -62,8 +62,13 @@ class NodeTable:
             group, node_id = parse_node_key(key)
             decoder: NodeDecoder | None
             if node.type == "struct":
-                assert node.fields is not None  # the config model insists
-                decoder = StructDecoder([Field(f.name, f.code, f.scale, f.unit) for f in node.fields])
+                # The config model insists on fields; a NodeConfig built in code without validation may not have them.
+                if node.fields:
+                    decoder = StructDecoder([Field(f.name, f.code, f.scale, f.unit) for f in node.fields])
+                else:
+                    decoder = None
+                    self.problems.append(f"[rf12.nodes.{key}] type 'struct' needs fields = [{{ name, code, scale, "
+                                         "unit }, ...]. Its packets are published raw")
             else:
                 decoder = as_decoder(decoders.get(node.type))
                 if decoder is None:

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def gateway_register_components() -> list[type[Component]]:
+def gateway_register_components() -> list[type[Component[Any]]]:
     from gateway_rfxtrx.component import Rfxtrx
 
     return [Rfxtrx]

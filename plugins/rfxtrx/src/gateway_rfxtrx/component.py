@@ -73,6 +73,7 @@ class Counters:
     tx_naks: int = 0
     tx_timeouts: int = 0
     tx_unmatched: int = 0
+    handler_errors: int = 0  # frames whose handling raised (a bug, logged with its traceback)
 
 
 @dataclass
@@ -84,15 +85,14 @@ class _Phase:
     skip_reset: bool = False
 
 
-class Rfxtrx(Component, SerialProtocol):
+class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
     """One RFXtrx433 on a serial port or a TCP socket."""
 
     section = "rfxtrx"
-    Config = RfxtrxConfig
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[RfxtrxConfig]) -> None:
         super().__init__(ctx)
-        self.config: RfxtrxConfig = ctx.config  # type: ignore[assignment]
+        self.config = ctx.config
         self.reader = FrameReader()
         self.counters = Counters()
         self.phase = _Phase()
@@ -234,7 +234,24 @@ class Rfxtrx(Component, SerialProtocol):
         now = self.ctx.clock.monotonic()
         self._last_rx = now
         for frame in self.reader.feed(data, now):
-            self._frame(frame, now)
+            try:
+                self._frame(frame, now)
+            except Exception as exc:  # a bug with one frame must not lose the frames after it in this read
+                self._handler_failed(frame, exc)
+
+    def _handler_failed(self, frame: bytes, exc: Exception) -> None:
+        # The same frame tends to come again and again (repeats, a sensor's period): the first error of
+        # each kind gets a traceback in the log, the rest only debug.
+        self.counters.handler_errors += 1
+        key = f"handler-{type(exc).__qualname__}"
+        if key in self._logged:
+            self.ctx.log.debug("error handling frame %s (%d frames so far)", frame.hex(),
+                               self.counters.handler_errors, exc_info=exc)
+        else:
+            self._logged.add(key)
+            self.ctx.log.error("error handling frame %s; skipped it. Further %s errors are logged at debug level "
+                               "and counted in rfxtrx/info as handler_errors", frame.hex(), type(exc).__name__,
+                               exc_info=exc)
 
     def _frame(self, frame: bytes, now: float) -> None:
         try:
@@ -322,12 +339,12 @@ class Rfxtrx(Component, SerialProtocol):
         if dev.packet_type not in LIGHTING_TYPES:
             raise CommandError(f"{dev.topic} is a {packets.TYPE_NAMES[dev.packet_type]} device and takes no "
                                "commands; send raw frames to rfxtrx/send")
-        assert dev.unit is not None
+        if dev.unit is None:  # lighting ids end in a unit (parse_device_id) and lighting frames carry one
+            raise CommandError(f"{dev.topic} has no unit number to address")
         command, brightness = _parse_set(message)
         level = None
         values: dict[str, Any] = {"command": command, "state": "OFF" if command == "off" else "ON"}
-        if command == "set_level":
-            assert brightness is not None
+        if brightness is not None:  # what _parse_set gives with set_level, and only then
             if dev.packet_type not in packets.DIM_LEVELS or (dev.packet_type == 0x14 and dev.subtype != 0):
                 raise CommandError(f"{dev.topic} cannot dim: send ON or OFF")
             level = max(1, encoders.level_for(brightness, dev.packet_type))

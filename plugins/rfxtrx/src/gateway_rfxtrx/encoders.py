@@ -65,12 +65,25 @@ def level_for(brightness: int, packet_type: int) -> int:
     return round(brightness * top / 255)
 
 
+def _level(level: int | None, packet_type: int) -> int:
+    """The raw level of a ``set_level`` command, checked: it goes into the frame as one byte."""
+    top = DIM_LEVELS[packet_type]
+    if level is None:
+        raise EncodeError(f"set_level needs a dim level (0-{top})")
+    if not 0 <= level <= top:
+        raise EncodeError(f"dim level must be 0-{top}, not {level}")
+    return level
+
+
 def lighting(packet_type: int, subtype: int, address: int, unit: int, command: str, level: int | None,
              seq: int) -> bytes:
     """A lighting command frame.
 
     Args:
         command: ``on``, ``off`` or ``set_level`` (then ``level`` is the raw level).
+
+    Raises:
+        EncodeError: the device cannot take this command, or a ``set_level`` has no level or one out of range.
     """
     if packet_type == 0x10:
         if command == "set_level":
@@ -79,8 +92,7 @@ def lighting(packet_type: int, subtype: int, address: int, unit: int, command: s
         return bytes((0x07, 0x10, subtype, seq, address, unit, cmnd, 0x00))
     if packet_type == 0x11:
         if command == "set_level":
-            assert level is not None
-            cmnd, lvl = 0x02, level
+            cmnd, lvl = 0x02, _level(level, packet_type)
         else:
             cmnd, lvl = (0x01, 0x0F) if command == "on" else (0x00, 0x00)
         return bytes((0x0B, 0x11, subtype, seq, address >> 24 & 0x03, address >> 16 & 0xFF, address >> 8 & 0xFF,
@@ -89,8 +101,7 @@ def lighting(packet_type: int, subtype: int, address: int, unit: int, command: s
         if command == "set_level":
             if subtype != 0x00:
                 raise EncodeError("only LightwaveRF lighting5 devices take a dim level")
-            assert level is not None
-            cmnd, lvl = 0x10, level
+            cmnd, lvl = 0x10, _level(level, packet_type)
         elif subtype == 0x00:
             cmnd, lvl = (0x01, 0x1F) if command == "on" else (0x00, 0x00)
         elif subtype == 0x03:

@@ -35,16 +35,15 @@ class ExampleConfig(ConfigModel):
     name: str = Field("console", pattern=r"^[A-Za-z0-9_-]+$")
 
 
-class LineDevice(Component, LineProtocol):
+class LineDevice(Component[ExampleConfig], LineProtocol):
     """Publishes the device's lines and writes lines sent to it."""
 
     section = "example"
-    Config = ExampleConfig
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[ExampleConfig]) -> None:
         Component.__init__(self, ctx)
         LineProtocol.__init__(self)
-        self.config: ExampleConfig = ctx.config  # type: ignore[assignment]
+        self.config = ctx.config
         self.device = f"example/{self.config.name}"
         self.lines = 0
         self.link: SerialLink | None = None
@@ -75,8 +74,7 @@ class LineDevice(Component, LineProtocol):
         text = command["line"]
         if "\n" in text or "\r" in text:
             raise CommandError("line must not contain line breaks")
-        assert self.link is not None
-        if not self.link.write(text.encode() + b"\n"):
+        if self.link is None or not self.link.write(text.encode() + b"\n"):
             raise CommandError(f"{self.config.port} is not connected")
 
 
@@ -111,7 +109,7 @@ class EchoSimulator:
 
 
 @hookimpl
-def gateway_register_components() -> list[type[Component]]:
+def gateway_register_components() -> list[type[Component[Any]]]:
     return [LineDevice]
 
 
