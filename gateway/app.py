@@ -173,7 +173,10 @@ class Gateway:
         plugins = []
         for record in self.plugins.loaded:
             entry = record.as_dict()
-            entry["components"] = {s: state.get(s, "idle") for s in record.sections}
+            entry["components"] = {}
+            for section in record.sections:  # a section with named instances lists each one
+                mine = {s: v for s, v in state.items() if s.partition(".")[0] == section}
+                entry["components"].update(mine or {section: "idle"})
             errors = {r.section: r.error for r in self.running if r.plugin == record.name and r.error}
             if errors:
                 entry["errors"] = errors

@@ -245,7 +245,8 @@ class SerialLink:
             self._log.info("opened %s", self.url)
             try:
                 self._on_state(True)
-                self._dispatch(self.protocol.connection_made, self)
+                # Like the data, with ``cancel``: a close must end the wait for room in a full queue.
+                self._dispatch(self.protocol.connection_made, self, cancel=self._closing)
                 reason = self._read(ser)
             except Exception as exc:
                 # Not one of the port's errors: a bug in a pyserial backend, the component or the core.
@@ -269,7 +270,9 @@ class SerialLink:
                 except Exception:
                     self._log.debug("error closing %s", self.url, exc_info=True)
             try:
-                self._dispatch(self.protocol.connection_lost, reason)
+                # A close gives up the wait for room: a stuck component would keep this thread, and the
+                # gateway's stop, waiting. Given up only when closing, and then the component is going away.
+                self._dispatch(self.protocol.connection_lost, reason, cancel=self._closing)
             except Exception:
                 self._log.exception("could not hand the loss of %s to the component", self.url)
             if self._closing.is_set():

@@ -32,8 +32,7 @@ class Recording(Component):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.calls: list[str] = []
-        # Runs on the component's own thread, after whatever was queued there before it.
-        ctx.provide(f"{ctx.name}.calls", lambda: list(self.calls))
+        RECORDS[ctx.name] = self.calls
 
     def start(self):
         ctx = self.ctx
@@ -45,6 +44,18 @@ class Recording(Component):
     def record(self, what: str) -> None:
         self.calls.append(what)
         self.ctx.publish_state(self.ctx.name, {"last": what})
+
+
+RECORDS: dict[str, list[str]] = {}
+
+
+def calls_of(gateway: Gateway, section: str) -> list[str]:
+    """What a ``Recording`` recorded, read on its own thread after whatever was queued there before.
+
+    Not through a service: a stopped or failed component's services refuse calls.
+    """
+    worker = next(r.worker for r in gateway.running if r.section == section)
+    return worker.call(lambda: list(RECORDS[section])).result(PROBE_TIMEOUT)
 
 
 def plugin_of(*classes: type[Component]) -> list[tuple[str, object]]:
@@ -98,7 +109,7 @@ def test_a_stopped_component_gets_no_more_messages_or_timers(gateway_factory, mq
                 # Same client, same QoS: the barrier comes back after "late" would have.
                 self.ctx.publish(self.ctx.topic("witness", "barrier"), "")
                 assert barrier.wait(PROBE_TIMEOUT), "the barrier message never came back"
-                holder["calls"] = self.ctx.service("quitter.calls")().result(PROBE_TIMEOUT)
+                holder["calls"] = calls_of(holder["gateway"], "quitter")
             except BaseException as exc:
                 holder["calls"] = exc
 
@@ -141,11 +152,12 @@ def test_a_component_that_fails_to_start_is_released(gateway_factory, mqtt_watch
             self.ctx.subscribe(self.ctx.topic("prober", "probe"), self.probe)
 
         def probe(self, message):
-            calls = self.ctx.service("doomed.calls")().result(PROBE_TIMEOUT)
-            self.ctx.publish_state("prober", {"doomed_calls": calls})
+            self.ctx.publish_state("prober", {"doomed_calls": calls_of(holder["gateway"], "doomed")})
 
+    holder: dict[str, Gateway] = {}
     try:
-        gateway = gateway_factory({"prober": {}, "doomed": {}}, plugins=plugin_of(Prober, Doomed), clock=clock)
+        gateway = holder["gateway"] = gateway_factory({"prober": {}, "doomed": {}}, plugins=plugin_of(Prober, Doomed),
+                                                      clock=clock)
         info = mqtt_watch.wait_ready(base)
         components = {s: state for p in info["plugins"] for s, state in p["components"].items()}
         assert components == {"prober": "running", "doomed": "failed"}
@@ -198,6 +210,7 @@ def test_callbacks_get_their_arguments_on_the_component_thread(gateway_factory, 
 
     class Timed(Component):
         section = "timed"
+        provides = ("timed.calls",)
 
         def __init__(self, ctx):
             super().__init__(ctx)
@@ -230,6 +243,7 @@ def test_callbacks_get_their_arguments_on_the_component_thread(gateway_factory, 
 def test_services_between_components(gateway_factory, mqtt_watch, housebus_topics):
     class Adder(Component):
         section = "adder"
+        provides = ("add",)
 
         def __init__(self, ctx):
             super().__init__(ctx)
@@ -245,7 +259,7 @@ def test_services_between_components(gateway_factory, mqtt_watch, housebus_topic
     gateway = gateway_factory({"adder": {}, "user": {}}, plugins=plugin_of(Adder, User))
     mqtt_watch.wait_ready(housebus_topics.base)
     user = gateway.running[1].context
-    assert gateway.running[0].component.again == "service 'add' is already provided"
+    assert gateway.running[0].component.again == "service 'add' is already provided by [adder]"
     assert user.service("add")(2, b=3).result(PROBE_TIMEOUT) == (5, "housebus-adder")  # on the provider's thread
     with pytest.raises(LookupError) as info:
         user.service("subtract")

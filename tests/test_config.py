@@ -332,3 +332,12 @@ def test_data_dir_defaults_to_the_xdg_state_home(monkeypatch, tmp_path):
 def test_data_dir_may_start_at_home(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert validate(PATH, {"data_dir": "~/hb"}, MODELS).settings.data_dir == tmp_path / "hb"
+
+
+def test_data_dir_may_name_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("HB_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert validate(PATH, {"data_dir": "${HB_STATE}/hb"}, MODELS).settings.data_dir == tmp_path / "state" / "hb"
+    # A variable that holds "~" is expanded too, as a shell would after substitution.
+    monkeypatch.setenv("HB_STATE", "~/hb")
+    assert validate(PATH, {"data_dir": "${HB_STATE}"}, MODELS).settings.data_dir == tmp_path / "home" / "hb"

@@ -94,7 +94,7 @@ class Harness:
         self.links: list[SerialLink] = []
 
     def link(self, url: str, protocol: SerialProtocol, **options: object) -> SerialLink:
-        link = SerialLink(self.name, url, protocol, self.worker.submit, self.states.append, self.log, **options)
+        link = SerialLink(self.name, url, protocol, self.worker.put, self.states.append, self.log, **options)
         self.links.append(link)
         return link
 
