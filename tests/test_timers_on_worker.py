@@ -122,7 +122,7 @@ def test_ticks_missed_while_the_component_is_busy_are_skipped_not_bunched(gatewa
 
 def test_cancelled_timers_do_not_pile_up_in_the_scheduler(gateway_factory, mqtt_watch, housebus_topics):
     """A calendar reschedules hours-long timers at every poll: the cancelled ones must not accumulate."""
-    gateway, component, clock = started(gateway_factory, mqtt_watch, housebus_topics.base)
+    gateway, component, _ = started(gateway_factory, mqtt_watch, housebus_topics.base)
     for _ in range(10_000):
         component.ctx.call_later(86_400, component.record, "never").cancel()
     assert len(gateway.scheduler._mono) < 200
