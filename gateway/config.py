@@ -273,15 +273,28 @@ def _validate_section(path: Path, name: str, value: Any, spec: SectionSpec, prob
             problems.extend(_problems(path, (section,), exc))
 
 
-def _check_services(path: Path, sections: Mapping[str, BaseModel], specs: Mapping[str, SectionSpec],
-                    problems: list[str]) -> None:
+def _check_services(path: Path, sections: dict[str, BaseModel], specs: Mapping[str, SectionSpec],
+                    skipped: dict[str, str], problems: list[str]) -> None:
+    """Every required service must be provided by a configured section.
+
+    When a section was skipped because its plugin failed to load, it may have been the
+    provider: the sections left without a service are skipped too, rather than the whole
+    config refused, so the rest of the gateway still runs.
+    """
     from gateway.services import missing_services, start_order
 
     spec_of = {s: specs[s.partition(".")[0]] for s in sections}
     requires = {s: spec.requires for s, spec in spec_of.items()}
     provides = {s: spec.provides for s, spec in spec_of.items()}
     offered_by = {service: name for name, spec in specs.items() for service in spec.provides}
-    problems.extend(f"{path}: {problem}" for problem in missing_services(sections, requires, provides, offered_by))
+    failed = ", ".join(f"[{s}]" for s in skipped)
+    while missing := missing_services(sections, requires, provides, offered_by):
+        if not skipped:
+            problems.extend(f"{path}: [{section}] {problem}" for section, problem in missing)
+            break
+        for section, problem in missing:  # a skipped section may have been the provider
+            skipped[section] = f"{problem.split(':')[0]}, and {failed} could not be loaded"
+            sections.pop(section, None)
     try:
         start_order(sections, requires, provides)
     except ValueError as exc:
@@ -340,7 +353,7 @@ def validate(
         else:
             _validate_section(path, name, value, specs[name], problems, config_sections)
     if not problems:
-        _check_services(path, config_sections, specs, problems)
+        _check_services(path, config_sections, specs, skipped, problems)
     if problems or settings is None:
         raise ConfigError(problems)
     return Config(path, settings, config_sections, skipped)

@@ -167,8 +167,8 @@ def start_order(sections: Iterable[str], requires: Mapping[str, Iterable[str]],
 
 
 def missing_services(sections: Iterable[str], requires: Mapping[str, Iterable[str]],
-                     provides: Mapping[str, Iterable[str]], offered_by: Mapping[str, str]) -> list[str]:
-    """Messages for required services that no configured section provides.
+                     provides: Mapping[str, Iterable[str]], offered_by: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(section, problem)`` for each required service that no configured section provides.
 
     Args:
         sections: the configured sections (``ledstrip.kitchen`` for a named instance).
@@ -176,6 +176,7 @@ def missing_services(sections: Iterable[str], requires: Mapping[str, Iterable[st
         provides: services each configured section provides.
         offered_by: service -> a section (configured or not) whose component would provide it.
     """
+    sections = list(sections)
     configured = {s for section in sections for s in provides.get(section, ())}
     problems = []
     for section in sections:
@@ -186,5 +187,5 @@ def missing_services(sections: Iterable[str], requires: Mapping[str, Iterable[st
                 hint = f"add an [{offered_by[service]}] section"
             else:
                 hint = "no installed plugin provides it"
-            problems.append(f"[{section}] needs the service {service}: {hint}")
+            problems.append((section, f"needs the service {service}: {hint}"))
     return problems

@@ -217,3 +217,16 @@ def test_check_config_and_run_name_the_missing_provider(command, fake_dist, env_
                             capture_output=True, text=True, timeout=30, env=env_with(fake_dist("needy", NEEDY)))
     assert result.returncode == 2, result.stderr
     assert f"{config}: [needy] needs the service rf12.send: add an [rf12] section" in result.stderr.splitlines()
+
+
+def test_a_section_whose_provider_may_have_failed_to_load_is_skipped_not_fatal():
+    """The [worker] plugin failed to import: [caller] cannot run, but the rest of the config still does."""
+    plugins = load_plugins([("loops", LoopPlugin())], entry_points=False)
+    config = validate(Path("h.toml"), {"other": {}, "loop": {"one": {}}, "worker": {}}, plugins.models(),
+                      {"worker": "plugin worker failed to load: ImportError"})
+    assert config.skipped == {
+        "worker": "plugin worker failed to load: ImportError",
+        "other": "needs the service nowhere.x, and [worker] could not be loaded",
+        "loop.one": "needs the service loop.b, and [worker] could not be loaded",
+    }
+    assert config.sections == {}
