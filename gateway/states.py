@@ -68,8 +68,9 @@ class StateStore:
                 state = dict(values)
             else:
                 state = self._states[device] | dict(values)
+            messages = self._encode(device, state, values)  # raises on a value JSON cannot hold: nothing kept
             self._states[device] = state
-            self._publish(device, state, values)
+            self._send(messages)
         return state
 
     def get(self, device: str) -> dict[str, Any] | None:
@@ -82,13 +83,18 @@ class StateStore:
         with self._lock:
             states = list(self._states.items())
         for device, state in states:
-            self._publish(device, state, state)
+            self._send(self._encode(device, state, state))
 
-    def _publish(self, device: str, state: Mapping[str, Any], changed: Mapping[str, Any]) -> None:
+    def _encode(self, device: str, state: Mapping[str, Any],
+                changed: Mapping[str, Any]) -> list[tuple[str, str | bytes]]:
         topic = f"{self._base}/{device}"
+        messages: list[tuple[str, str | bytes]] = []
         if self._json:
-            payload = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
-            self._bus.publish(topic, payload, retain=self._retain)
+            messages.append((topic, json.dumps(state, separators=(",", ":"), ensure_ascii=False)))
         if self._attributes:
-            for key, value in changed.items():
-                self._bus.publish(f"{topic}/{key}", _attribute_payload(value), retain=self._retain)
+            messages.extend((f"{topic}/{key}", _attribute_payload(value)) for key, value in changed.items())
+        return messages
+
+    def _send(self, messages: list[tuple[str, str | bytes]]) -> None:
+        for topic, payload in messages:
+            self._bus.publish(topic, payload, retain=self._retain)

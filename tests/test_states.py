@@ -82,3 +82,20 @@ def test_state_of_a_device_never_published_is_none(gateway_factory, mqtt_watch, 
     assert known == {"temp": 20}
     known["temp"] = 99  # a copy: changing it changes nothing in the store
     assert gw.states.get("kitchen") == {"temp": 20}
+
+
+def test_a_value_json_cannot_hold_is_refused_and_not_kept(gateway_factory, mqtt_watch, housebus_topics: Topics):
+    """Kept, it would make every later republish fail, and with it the devices after it."""
+    base = housebus_topics.base
+    gw = gateway_factory({}, plugins=[], mqtt={"output": "json"})
+    mqtt_watch.wait_ready(base)
+    gw.states.update("hall", {"temp": 19})
+    with pytest.raises(TypeError):
+        gw.states.update("hall", {"raw": b"\x01"})
+    gw.states.update("kitchen", {"temp": 20})
+    assert gw.states.get("hall") == {"temp": 19}
+
+    mark = mqtt_watch.mark()
+    mqtt_watch.publish(housebus_topics.ha_status, "online")
+    assert mqtt_watch.wait_json(f"{base}/hall", after=mark) == {"temp": 19}
+    assert mqtt_watch.wait_json(f"{base}/kitchen", after=mark) == {"temp": 20}
