@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from pydantic import AfterValidator
 READ_TIMEOUT = 1.0  # bounds how long close() waits for a reader blocked in read()
 WRITE_TIMEOUT = 2.0
 BACKOFF_MAX = 30.0
+STABLE_AFTER = 2.0  # a port up this long before it failed starts its backoff afresh
 log = logging.getLogger("housebus.serial")
 # What a port's failure looks like; pyserial raises TypeError/AttributeError when the fd vanishes under a read.
 _PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, TypeError, AttributeError)
@@ -163,6 +165,7 @@ class SerialLink:
         self._kick = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"housebus-{name}-serial", daemon=True)
         self.opened_count = 0
+        self.backoff = 1.0  # seconds until the next try after a failure; doubles up to BACKOFF_MAX
 
     def start(self) -> None:
         self._thread.start()
@@ -218,7 +221,7 @@ class SerialLink:
         return ser
 
     def _run(self) -> None:
-        delay = 1.0
+        self.backoff = 1.0
         reported_down = False
         logged: set[type[BaseException]] = set()  # kinds of unexpected error already logged as errors
         while not self._closing.is_set():
@@ -234,10 +237,10 @@ class SerialLink:
                     reported_down = True
                 else:
                     self._log.debug("still cannot open %s: %s", self.url, exc, exc_info=trace)
-                self._closing.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                self._closing.wait(self.backoff)
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX)
                 continue
-            delay = 1.0
+            opened_at = time.monotonic()
             reported_down = False
             self._kick.clear()
             self._serial = ser
@@ -277,12 +280,14 @@ class SerialLink:
                 self._log.exception("could not hand the loss of %s to the component", self.url)
             if self._closing.is_set():
                 break
+            if time.monotonic() - opened_at >= STABLE_AFTER:
+                self.backoff = 1.0  # it worked for a while: a fresh loss, not a port that fails as soon as it opens
             if reason is not None:
                 self._log.warning("lost %s: %s; reconnecting", self.url, reason)
                 self._on_state(False)
                 reported_down = True
-                self._closing.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                self._closing.wait(self.backoff)
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX)
             else:
                 self._log.info("reopening %s", self.url)
                 self._on_state(False)

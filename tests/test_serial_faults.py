@@ -20,7 +20,7 @@ import serial
 
 from gateway import Component, ConfigModel, LineProtocol, SerialLink, SerialProtocol, hookimpl
 from gateway.simulator import PtyPort
-from gateway.testing import MqttWatch, Topics
+from gateway.testing import MqttWatch, Topics, wait_until
 
 # ---- a line handler that raises ----------------------------------------------------------------
 
@@ -235,3 +235,25 @@ def test_an_error_from_handing_data_over_is_logged_as_a_bug_and_the_port_reopene
     assert states == [True, False, True, False]  # down after the bug, up again, down at close
     (error,) = [r for r in caplog.records if r.name == log.name and r.exc_info]
     assert error.levelno == logging.ERROR and error.exc_info is not None and error.exc_info[0] is TypeError
+
+
+def test_a_port_that_fails_as_soon_as_it_opens_is_retried_with_growing_backoff(choking_scheme, device, caplog):
+    """Opening works but every read fails: without growing waits it would be reopened every second, for ever."""
+    caplog.set_level(logging.DEBUG, logger="housebus.test-backoff")
+    proto = Chunks()
+
+    def dispatch(fn: Any, *args: Any, cancel: threading.Event | None = None) -> bool:
+        fn(*args)
+        if fn == proto.connection_made:
+            device.send(b"!")  # a choke for each open (opening the port flushes what was sent before)
+        return True
+
+    link = SerialLink("backoff", choking_scheme + device.url, proto, dispatch, lambda up: None,
+                      logging.getLogger("housebus.test-backoff"))
+    link.start()
+    try:
+        # Opened, failed, waited 1 s; opened, failed, waited 2 s; opened: it will wait 4 s after this failure.
+        wait_until(lambda: link.opened_count == 3, timeout=10, what="the third open")
+        assert link.backoff == 4.0
+    finally:
+        link.close()
