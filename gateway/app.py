@@ -107,7 +107,7 @@ class Gateway:
         queue_size = self.config.settings.gateway.queue_size
         for section in order:
             cls = classes[section]
-            worker = Worker(section, log, queue_size)
+            worker = Worker(section, log, queue_size, hold=self.bus.hold)
             ctx: Context[Any] = Context(section, sections[section], self.hub, worker, tuple(cls.provides))
             running = Running(section, owners[cls.section], None, ctx, worker)
             self.running.append(running)

@@ -61,7 +61,13 @@ class Component(Generic[ConfigT]):
         """Begin work: subscribe, open ports, schedule timers."""
 
     def stop(self) -> None:
-        """Finish work; what went through the context is released by the core afterwards."""
+        """Finish work; what went through the context is released by the core afterwards.
+
+        Callbacks already handed to this component's thread still run after ``stop`` returns,
+        until the gateway exits: for example those of a service call that fails because its
+        provider stopped, or of blocking work cancelled at shutdown. They must not assume the
+        component is still running.
+        """
 
 
 __all__ = ["Component", "Context"]

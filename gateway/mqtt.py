@@ -24,6 +24,7 @@ import logging
 import ssl
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,13 @@ OFFLINE = "offline"
 RECONNECT_MIN_DELAY = 1
 RECONNECT_MAX_DELAY = 30
 MAX_TOPIC_BYTES = 65_535
+# Messages paho may hold, unsent or unacknowledged, before components are held back (``hold``). paho
+# keeps each one at about 2 KB until the broker's PUBACK, and a burst of serial readings publishes far
+# faster than the broker acknowledges: unbounded, 10 000 readings left 20 MB that the allocator never
+# gave back. Half of it is in flight again by the time a held component goes on, so the link stays busy.
+BACKLOG_MAX = 500
+BACKLOG_HOLD_MAX = 2.0  # seconds a component is held at most: a connection that stalls must not stop it
+_BACKLOG_POLL = 0.002
 
 Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
 
@@ -213,6 +221,30 @@ class MqttBus:
     @property
     def queued(self) -> int:
         return len(self._outbox)
+
+    @property
+    def backlog(self) -> int:
+        """Messages handed to paho and not yet sent (QoS 0) or not yet acknowledged by the broker (QoS 1, 2)."""
+        client = self._client
+        # paho has no public count; both are plain containers whose len() is safe from any thread.
+        return max(len(getattr(client, "_out_messages", ())), len(getattr(client, "_out_packet", ())))
+
+    def hold(self) -> None:
+        """Wait while paho holds ``BACKLOG_MAX`` messages or more, until half of them are through.
+
+        Components' workers call it before their next serial read or MQTT delivery, so that a
+        component that publishes faster than the broker takes it is slowed down, and its serial
+        data waits in the OS buffer, instead of piling up in paho. It never waits while the
+        broker is away (the outbox bounds that case), on paho's own thread, or longer than
+        ``BACKLOG_HOLD_MAX``.
+        """
+        if self.backlog < BACKLOG_MAX or not self._connected:
+            return
+        if threading.current_thread() is getattr(self._client, "_thread", None):
+            return  # only paho's thread makes the backlog shrink
+        deadline = time.monotonic() + BACKLOG_HOLD_MAX
+        while self._connected and self.backlog >= BACKLOG_MAX // 2 and time.monotonic() < deadline:
+            time.sleep(_BACKLOG_POLL)
 
     # ---- publish / subscribe ---------------------------------------------------------
 

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 10.0
 
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Plugin authors' suites know the marker too, even with ``--strict-markers``."""
+    config.addinivalue_line("markers", "broker: the test starts or uses a real Mosquitto broker")
+
 @dataclass(frozen=True)
 class Received:
     topic: str

@@ -13,6 +13,10 @@ The queue is bounded for the two sources that can outrun a component:
 
 Everything else (timers, service calls, a component's own ``call_soon``) is bounded by
 construction and always goes in; a worker that waited on its own queue would deadlock.
+
+Before each serial read or MQTT delivery the worker calls ``hold`` (the bus's), which waits
+while the MQTT client holds too many unacknowledged messages: a component that publishes
+faster than the broker takes it is slowed down rather than filling memory.
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ class Worker:
         name: the component's name, for the thread and log lines.
         log: where errors in callbacks are logged.
         queue_size: room for bounded items (serial data, MQTT deliveries).
+        hold: called before each bounded item; it may wait, for the MQTT client to catch up.
     """
 
-    def __init__(self, name: str, log: logging.Logger, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(self, name: str, log: logging.Logger, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 hold: Callable[[], None] | None = None) -> None:
         self.name = name
         self.queue_size = queue_size
+        self._hold = hold
         self.dropped = 0
         self._log = log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -100,12 +107,18 @@ class Worker:
     def _run(self) -> None:
         get = self._queue.get
         release = self._room.release
+        hold = self._hold
         while True:
             item = get()
             if item is _STOP:
                 return
             fn, args, future, bounded = item
             if bounded:
+                if hold is not None:
+                    try:
+                        hold()  # before the release: while held, the queue stays full and the reader waits
+                    except Exception:
+                        self._log.exception("%s: error in the hold before a queued item", self.name)
                 release()
             if future is None:
                 try:

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 import serial
+from gateway_example import EchoSimulator, LineDevice
 from pydantic import BaseModel
 
-from gateway import ManualClock, hookspecs
+from gateway import ManualClock, hookimpl, hookspecs
 from gateway.cli import build_parser
 from gateway.component import Context
 from gateway.config import Settings, validate
@@ -169,6 +170,85 @@ def test_context_table_names_real_members(as_module, gateway_factory, housebus_t
     assert sorted(m for m in members if not hasattr(ctx, m)) == []
 
 
+# ---- docs/plugin_hooks.md: "Writing an output plugin" is the example plugin's code -------------
+
+# A Python block in that section is marked with the file it comes from: "example" blocks are, taken
+# together and in order, the whole file; an "excerpt" is lines of the file in order, "..." for any skipped.
+MARKED_BLOCK = re.compile(r"^<!-- (example|excerpt): (\S+) -->\n```python\n(.*?)^```$", re.S | re.M)
+
+
+def output_plugin_doc() -> str:
+    start = HOOKS_DOC.index("\n# Writing an output plugin\n")
+    return HOOKS_DOC[start:HOOKS_DOC.index("\n# ", start + 1)]
+
+
+def code_lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def is_excerpt(excerpt: str, source: str) -> bool:
+    lines, at = code_lines(source), 0
+    chunks: list[list[str]] = [[]]
+    for line in code_lines(excerpt):
+        if line.strip() == "...":
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    chunks = [c for c in chunks if c]
+    for chunk in chunks:
+        found = next((i for i in range(at, len(lines) - len(chunk) + 1) if lines[i:i + len(chunk)] == chunk), None)
+        if found is None:
+            return False
+        at = found + len(chunk)
+    return bool(chunks)
+
+
+def output_plugin_blocks() -> tuple[Path, str, list[tuple[Path, str]]]:
+    """The documented module's path, its text as the doc's parts give it, and the excerpts."""
+    doc = output_plugin_doc()
+    marked = MARKED_BLOCK.findall(doc)
+    assert len(marked) == len(code_blocks(doc, "python")), "a Python block does not say which file it shows"
+    modules = {path for kind, path, _ in marked if kind == "example"}
+    assert len(modules) == 1, modules
+    parts = [code for kind, _, code in marked if kind == "example"]
+    excerpts = [(ROOT / path, code) for kind, path, code in marked if kind == "excerpt"]
+    return ROOT / modules.pop(), "\n".join(parts), excerpts
+
+
+def test_output_plugin_section_shows_the_example_plugins_real_code():
+    module, documented, excerpts = output_plugin_blocks()
+    assert module.name == "output.py" and "housebus-example" in module.parts
+    assert code_lines(documented) == code_lines(module.read_text()), f"the doc's parts differ from {module}"
+    assert len(excerpts) >= 2
+    for path, excerpt in excerpts:
+        assert is_excerpt(excerpt, path.read_text()), f"not an excerpt of {path}:\n{excerpt}"
+
+
+@pytest.fixture
+def echo_device(tmp_path):
+    """The example plugin's simulated line device, which echoes every line in upper case."""
+    device = EchoSimulator(tmp_path / "ttyECHO", interval=3600)  # no greetings during the test
+    yield device
+    device.stop()
+
+
+@pytest.mark.broker
+def test_output_plugin_section_runs_with_its_config(as_module, echo_device, gateway_factory, mqtt_watch,
+                                                    housebus_topics):
+    base = housebus_topics.base
+    _, documented, _ = output_plugin_blocks()
+    output = as_module("example_output_doc", documented)
+    plugin = types.SimpleNamespace(gateway_register_components=hookimpl(lambda: [LineDevice, output.ExampleLog]))
+    config = tomllib.loads(only_block(output_plugin_doc(), "toml"))
+    config["example"]["port"] = echo_device.port.url
+    gateway_factory(config, plugins=[("example", plugin)])
+    mqtt_watch.wait_ready(base)  # subscribed
+    mqtt_watch.wait_for(f"{base}/example/availability", lambda m: m.text == "online")  # the device's port open
+    mqtt_watch.publish(f"{base}/rf12/kitchen", {"temperature": 21.5})
+    assert mqtt_watch.wait_json(f"{base}/example_log/display") == {
+        "device": "rf12/kitchen", "count": 1, "result": 'echo RF12/KITCHEN {"TEMPERATURE":21.5}'}
+
+
 # ---- README: the plugin example, the commands, the core options ----------------------------
 
 
@@ -212,6 +292,19 @@ def test_readme_make_targets_exist():
         assert f"make {target}" in README
         assert f"\n{target}:" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.broker
+def test_readme_bridge_info_counters_are_the_gateways(tmp_path, gateway_factory):
+    documented = json.loads(only_block(sections(README)["Topics"], "json"))
+    info = gateway_factory({"example": {"port": str(tmp_path / "none")}}).info()
+    assert info["mqtt"].keys() == documented["mqtt"].keys()
+    settings = ("protocol", "output", "qos", "queue_size")  # the defaults; the rest are counters
+    assert {k: info["mqtt"][k] for k in settings} == {k: documented["mqtt"][k] for k in settings}
+    (queue,) = documented["queues"].values()
+    assert list(info["queues"]) == ["example"]
+    assert info["queues"]["example"].keys() == queue.keys()
+    assert info["queues"]["example"]["size"] == queue["size"]
 
 
 # Values the README shows as examples, not as defaults (the defaults are "not set").

@@ -39,5 +39,7 @@ def test_wheels_ship_the_broker_config_and_the_fixtures_work_without_a_checkout(
                 "print(b.shipped_config_dir())", cwd=work).stdout.split()
     site = str(env)
     assert where[0].startswith(site) and where[1].startswith(site), where  # the wheel's copy, not the checkout
-    result = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=work, timeout=120)
+    # --strict-markers, as a plugin author may well have it: the fixtures' plugin registers its marker.
+    result = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers", "tests", cwd=work,
+                 timeout=120)
     assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout

@@ -63,7 +63,8 @@ def test_in_repo_and_third_party_plugins_load_through_entry_points():
     installed = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
     assert installed <= set(names)
     example = names["example"]
-    assert (example.distribution, example.version, example.sections) == ("housebus-example", "1.0.0", ["example"])
+    assert (example.distribution, example.version, example.sections) == ("housebus-example", "1.0.0",
+                                                                          ["example", "example_log"])
     assert plugins.components["example"].__module__ == "gateway_example"
 
 
@@ -81,7 +82,7 @@ def test_broken_plugins_are_reported_and_the_rest_load(cli, fake_dist, env_with)
     result = cli("plugins", "--json", env=env_with(site))
     assert result.returncode == 0, result.stderr
     listed = {p["name"]: p for p in json.loads(result.stdout)}
-    assert listed["example"]["sections"] == ["example"]
+    assert listed["example"]["sections"] == ["example", "example_log"]
     assert listed["broken"]["error"] == "import failed: ImportError: No module named 'unobtainium'"
     assert listed["broken"]["distribution"] == "housebus-broken"
     assert listed["typo"]["error"] == "implements unknown hook gateway_register_component (misspelled?)"
@@ -168,6 +169,7 @@ def test_running_gateway_reports_loaded_and_failed_plugins(fake_dist, env_with, 
     assert [p["name"] for p in info["failed_plugins"]] == ["broken"]
     assert info["failed_plugins"][0]["error"].startswith("import failed: ImportError")
     assert "example" in [p["name"] for p in info["plugins"]]
-    assert info["plugins"][[p["name"] for p in info["plugins"]].index("example")]["components"] == {"example": "idle"}
+    assert info["plugins"][[p["name"] for p in info["plugins"]].index("example")]["components"] == {"example": "idle",
+                                                                                                 "example_log": "idle"}
     assert info["skipped_sections"] == {"broken": "plugin broken failed to load: import failed: ImportError: "
                                                   "No module named 'unobtainium'"}
