@@ -11,8 +11,10 @@ every installed radio plugin on its simulator, then for each source of readings:
 Pacing both at line rate keeps the comparison honest: at higher rates the gateway batches
 reads and would look cheaper. A burst run then sends 10x as many readings as fast as the
 terminal takes them, for headroom and loss. CPU is the process's user+system time from
-/proc between the first reading and the last, divided by the count. Figures are printed;
-nothing is asserted.
+/proc between the first reading and the last, divided by the count. Resident memory of the
+gateway process is read from /proc for each burst: before it, its peak during it (VmRSS sampled,
+and VmHWM after resetting it), and after it, once the gateway reports its queues empty and has
+had a moment to settle. Figures are printed; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -39,6 +42,7 @@ from gateway.simulator import PtyPort
 from gateway.testing import MqttWatch
 
 TICKS = os.sysconf("SC_CLK_TCK")
+SETTLE = 2.0  # seconds the gateway gets after its queues are empty before memory is read again
 
 
 def cpu_seconds(pid: int) -> float:
@@ -46,11 +50,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure (``VmRSS``, ``VmHWM``) of the process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    return status_mb(pid, "VmRSS")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux 4.0+); False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class PeakSampler:
+    """Samples a process's VmRSS on a thread of its own; VmHWM alone would miss nothing, but may not be resettable."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.peak = rss_mb(pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.hwm_reset = reset_peak(pid)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        peak = max(self.peak, rss_mb(self.pid))
+        return max(peak, status_mb(self.pid, "VmHWM")) if self.hwm_reset else peak
+
+
+@dataclass
+class Memory:
+    before: float
+    peak: float
+    after: float
+    drained_in: float  # seconds from the last reading counted until the gateway reported its queues empty
 
 
 def find_client(name: str) -> str:
@@ -189,7 +238,24 @@ def main() -> int:
             watch.wait_for(f"housebus/{section}/availability", lambda m: m.text == "online", timeout=30)
         rss_idle = rss_mb(proc.pid)
 
-        def run(source: Source, n: int, rate: float | None) -> tuple[float, int, float]:
+        def drained(info: Any) -> bool:
+            return info["mqtt"]["queued"] == 0 and all(q["queued"] == 0 for q in info["queues"].values())
+
+        def memory_after(since: float, before: float, peak: float) -> Memory:
+            """Wait until the gateway reports its queues empty, let it settle, and read its RSS."""
+            deadline = time.monotonic() + 60
+            while True:
+                mark = watch.mark()
+                watch.publish("housebus/bridge/request/info", "")
+                info = watch.wait_json("housebus/bridge/info", after=mark, timeout=30)
+                if drained(info) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            drained_in = time.monotonic() - since
+            time.sleep(SETTLE)  # what is freed late (paho's acknowledged messages, the allocator's trim)
+            return Memory(before, peak, rss_mb(proc.pid), drained_in)
+
+        def run(source: Source, n: int, rate: float | None) -> tuple[float, int, float, Memory | None]:
             # mosquitto_sub counts: a Python subscriber busy feeding the device would fall behind
             # and make the broker drop messages queued for it (max_queued_messages).
             # Its first line is the retained sync message, which the broker sends once the
@@ -203,11 +269,20 @@ def main() -> int:
             assert counter.stdout is not None
             if counter.stdout.readline().strip() != "sync":
                 raise SystemExit("the counting subscriber did not start")
+            readings = [source.reading(i) for i in range(n)]
+            before = rss_mb(proc.pid)
+            sampler = PeakSampler(proc.pid) if rate is None else None
             cpu0 = cpu_seconds(proc.pid)
             t0 = time.monotonic()
-            pace(source.send, [source.reading(i) for i in range(n)], rate)
+            pace(source.send, readings, rate)
             out, _ = counter.communicate(timeout=150)
-            return (cpu_seconds(proc.pid) - cpu0) / n, len(out.splitlines()), time.monotonic() - t0
+            took = time.monotonic() - t0
+            cpu = (cpu_seconds(proc.pid) - cpu0) / n
+            memory = None
+            if sampler is not None:
+                peak = sampler.stop()
+                memory = memory_after(time.monotonic(), before, peak)
+            return cpu, len(out.splitlines()), took, memory
 
         for source in sources:
             # Alternate the two, several rounds, and take medians: a paced run's CPU is mostly
@@ -215,19 +290,23 @@ def main() -> int:
             bares, cpus, gots = [], [], []
             for _ in range(args.rounds):
                 bares.append(bare_cpu(broker, args.n, source.rate))
-                cpu, got, _ = run(source, args.n, source.rate)
+                cpu, got, _, _ = run(source, args.n, source.rate)
                 cpus.append(cpu)
                 gots.append(got)
             bare, cpu = statistics.median(bares), statistics.median(cpus)
             ratios = sorted(c / b for c, b in zip(cpus, bares, strict=True))
             burst = 10 * args.n
-            _, got_burst, took = run(source, burst, None)
+            _, got_burst, took, mem = run(source, burst, None)
+            assert mem is not None
             report += [
                 f"{source.name}: {args.n} readings at line rate ({source.rate:.0f}/s), {args.rounds} rounds",
                 f"  CPU per reading (median): gateway {cpu * 1e6:.0f} µs, bare paho {bare * 1e6:.0f} µs "
                 f"= {cpu / bare:.2f}× (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5×)",
                 f"  delivered: {min(gots)} of {args.n} in the worst round; burst {got_burst} of {burst} "
                 f"in {took:.2f} s ({burst / took:.0f}/s)",
+                f"  burst memory (RSS): {mem.before:.1f} MB before, {mem.peak:.1f} MB peak, {mem.after:.1f} MB after "
+                f"(drained {mem.drained_in:.1f} s after the last reading, then {SETTLE:.0f} s); "
+                f"after - before = {mem.after - mem.before:+.1f} MB (target ≤ 2 MB), peak target ≤ 40 MB",
             ]
         rss_busy = rss_mb(proc.pid)
         proc.terminate()

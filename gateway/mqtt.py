@@ -24,7 +24,6 @@ import logging
 import ssl
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,10 +46,9 @@ MAX_TOPIC_BYTES = 65_535
 # Messages paho may hold, unsent or unacknowledged, before components are held back (``hold``). paho
 # keeps each one at about 2 KB until the broker's PUBACK, and a burst of serial readings publishes far
 # faster than the broker acknowledges: unbounded, 10 000 readings left 20 MB that the allocator never
-# gave back. Half of it is in flight again by the time a held component goes on, so the link stays busy.
-BACKLOG_MAX = 500
+# gave back. Ten times paho's in-flight window (20): the link stays busy while a component is held.
+BACKLOG_MAX = 200
 BACKLOG_HOLD_MAX = 2.0  # seconds a component is held at most: a connection that stalls must not stop it
-_BACKLOG_POLL = 0.002
 
 Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
 
@@ -156,6 +154,8 @@ class MqttBus:
         self.dropped = 0
         self.on_connected: list[Callable[[], None]] = []
         self._lock = threading.RLock()
+        self._drained = threading.Condition(threading.Lock())  # a held component waits here for PUBACKs
+        self._held = 0
         self._connected = False
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._retained: dict[str, tuple[bytes, int]] = {}
@@ -191,6 +191,7 @@ class MqttBus:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         self._client = client
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -242,9 +243,19 @@ class MqttBus:
             return
         if threading.current_thread() is getattr(self._client, "_thread", None):
             return  # only paho's thread makes the backlog shrink
-        deadline = time.monotonic() + BACKLOG_HOLD_MAX
-        while self._connected and self.backlog >= BACKLOG_MAX // 2 and time.monotonic() < deadline:
-            time.sleep(_BACKLOG_POLL)
+        with self._drained:
+            self._held += 1
+            try:
+                self._drained.wait_for(lambda: not self._connected or self.backlog < BACKLOG_MAX // 2,
+                                       BACKLOG_HOLD_MAX)
+            finally:
+                self._held -= 1
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        # Per acknowledged message: keep it to a read of one int unless a component is held.
+        if self._held and self.backlog < BACKLOG_MAX // 2:
+            with self._drained:
+                self._drained.notify_all()
 
     # ---- publish / subscribe ---------------------------------------------------------
 
@@ -378,6 +389,8 @@ class MqttBus:
         with self._lock:
             was = self._connected
             self._connected = False
+        with self._drained:
+            self._drained.notify_all()  # a held component goes on: the outbox bounds what piles up now
         if self._stopping:
             return
         if was:

@@ -9,19 +9,27 @@ delivery that finds the queue full is dropped, counted in ``bridge/info`` and lo
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import gateway.mqtt
 import gateway.worker
 from gateway import Component, ConfigModel, LineProtocol, ManualClock, Message, SerialLink, SerialUrl, hookimpl
 from gateway.app import INFO_REFRESH, STOP_BUDGET, Gateway
+from gateway.broker import Broker
+from gateway.config import validate
+from gateway.mqtt import BACKLOG_MAX
+from gateway.plugins import load_plugins
 from gateway.simulator import PtyPort, SimulatedPort, TcpPort
-from gateway.testing import wait_until
+from gateway.testing import MqttWatch, Topics, gateway_config, wait_until
 from gateway.worker import Worker
 
 pytestmark = pytest.mark.broker
@@ -97,14 +105,19 @@ def send(port: SimulatedPort, data: bytes) -> None:
     assert port.send(data), "the simulated device is not connected"
 
 
-def waits_for_room(link: SerialLink) -> bool:
-    """True while the link's reader thread is inside ``Worker.put``, waiting for the queue to have room."""
-    frame = sys._current_frames().get(link._thread.ident or -1)
+def inside(thread: threading.Thread, function: str, module: Any) -> bool:
+    """True while ``thread`` is running ``module.<...>.function`` (or something it called)."""
+    frame = sys._current_frames().get(thread.ident or -1)
     while frame is not None:
-        if frame.f_code.co_name == "put" and frame.f_code.co_filename == gateway.worker.__file__:
+        if frame.f_code.co_name == function and frame.f_code.co_filename == module.__file__:
             return True
         frame = frame.f_back
     return False
+
+
+def waits_for_room(link: SerialLink) -> bool:
+    """True while the link's reader thread is inside ``Worker.put``, waiting for the queue to have room."""
+    return inside(link._thread, "put", gateway.worker)
 
 
 def line(i: int) -> bytes:
@@ -274,3 +287,73 @@ def test_mqtt_deliveries_to_a_blocked_component_are_bounded_dropped_and_counted(
     behind = [r.getMessage() for r in caplog.records
               if r.levelno == logging.WARNING and "falling behind" in r.getMessage()]
     assert len(behind) == 1 and behind[0].startswith("[stuck] "), behind
+
+
+# ---- publishing faster than the broker acknowledges: the component is held back -------------------
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test alone, free to be frozen."""
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    yield broker
+    if broker.pid is not None:
+        os.kill(broker.pid, signal.SIGCONT)  # a frozen broker would not stop on SIGTERM
+    broker.stop()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``/proc/<pid>/stat`` (``T``: stopped by a signal)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_a_component_that_publishes_faster_than_the_broker_acknowledges_is_held_back(
+        own_broker, housebus_topics: Topics, tmp_path):
+    """paho keeps every message until the broker acknowledges it: unbounded, a burst of readings piled
+    up there (about 2 KB each, 20 MB for 10 000, never given back). A frozen broker acknowledges
+    nothing, so everything the component publishes stays in paho: the component must be held, its
+    queue fill and its port's reader wait, with paho's backlog bounded by one serial read's lines."""
+    base = housebus_topics.base
+    total = 5000
+    lines = [line(i) for i in range(total)]
+    per_read = 4096 // len(lines[0] + b"\n") + 1  # a terminal hands over at most 4 KB a read
+    device = PtyPort(tmp_path / "ttyFLOOD")
+    plugins = load_plugins(plugins_of(slow_line_device(Gate())), entry_points=False)
+    raw = gateway_config(own_broker, housebus_topics, tmp_path / "data",
+                         {"gateway": {"queue_size": SIZE}, "lines": {"port": device.url}},
+                         homeassistant={"discovery": False})
+    gw = Gateway(validate(tmp_path / "t.toml", raw, plugins.models()), plugins)
+    watch = MqttWatch(own_broker)
+    sender = threading.Thread(target=device.send, args=(b"".join(x + b"\n" for x in lines),), daemon=True)
+    try:
+        watch.connect()
+        watch.subscribe(f"{base}/#")
+        gw.start()
+        watch.wait_for(f"{base}/lines/availability", lambda m: m.text == "online")
+        component, worker = running(gw, "lines")
+
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        wait_until(lambda: process_state(own_broker.pid) == "T", what="the broker stopping")
+        sender.start()  # the terminal takes only so much while the reader waits: the write blocks meanwhile
+
+        def held() -> bool:
+            return inside(worker._thread, "hold", gateway.mqtt) and waits_for_room(component.link)
+
+        wait_until(lambda: held() or gw.bus.backlog >= total, timeout=10,
+                   what=f"the component to be held (paho holds {gw.bus.backlog} messages)")
+        backlog = gw.bus.backlog
+        assert BACKLOG_MAX <= backlog < BACKLOG_MAX + per_read, f"paho holds {backlog} messages"
+        assert worker.queued == SIZE - 1 and gw.bus.connected  # the tenth is the read being held
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+    try:
+        watch.wait_for(f"{base}/lines/line", lambda m: m.text == lines[-1].decode(), timeout=30)
+        assert [m.payload for m in watch.received(f"{base}/lines/line")] == lines
+        assert gw.bus.backlog < BACKLOG_MAX
+    finally:
+        gw.stop()
+        watch.close()
+        sender.join(5)
+        device.close()
