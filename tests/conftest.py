@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.broker import Broker
+from gateway.config import MqttSettings
 from gateway.demo import to_toml
+from gateway.mqtt import MqttBus
 from gateway.testing import Topics, gateway_config
 
 
@@ -92,3 +97,41 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[s
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+# ---- a bus of our own on the test broker (tests of gateway.mqtt) -----------------------------------
+
+
+def settings_for(broker: Broker, **overrides: Any) -> MqttSettings:
+    values: dict[str, Any] = {"host": broker.host, "port": broker.port, "username": "housebus",
+                              "password": broker.passwords["housebus"], "client_id": f"bus-{uuid.uuid4().hex[:8]}"}
+    return MqttSettings(**(values | overrides))
+
+
+@pytest.fixture
+def make_bus(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[Callable[..., MqttBus]]:
+    """``make(broker=None, cls=MqttBus, start=True, **settings)`` -> a bus on the test broker, stopped at teardown."""
+    made: list[MqttBus] = []
+
+    def make(broker: Broker | None = None, cls: type[MqttBus] = MqttBus, start: bool = True,
+             **overrides: Any) -> MqttBus:
+        bus = cls(settings_for(broker or mqtt_broker, **overrides), f"{housebus_topics.base}/bridge/state")
+        made.append(bus)
+        if start:
+            bus.start()
+        return bus
+
+    yield make
+    for bus in made:
+        bus.stop(timeout=0.5)
+
+
+@pytest.fixture
+def own_broker(tmp_path) -> Iterator[Broker]:
+    """A broker of this test alone, free to be stopped, frozen and restarted."""
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    yield broker
+    if broker.pid is not None:
+        os.kill(broker.pid, signal.SIGCONT)  # a frozen broker cannot act on the SIGTERM of stop()
+    broker.stop()

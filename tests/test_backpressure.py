@@ -178,10 +178,8 @@ def test_a_blocked_line_handler_makes_the_reader_wait_and_loses_nothing(port, ga
     assert worker.dropped == 0
 
 
-def test_stopping_while_the_reader_waits_for_room_does_not_hang(port, gateway_factory, mqtt_watch,
-                                                                housebus_topics):
-    """The handler never returns here: only the link's close can end the reader's wait."""
-    base = housebus_topics.base
+def start_stuck(port: Any, gateway_factory: Any, mqtt_watch: Any, base: str) -> tuple[Any, Gate, Any, Any]:
+    """A gateway whose ``lines`` component will get stuck in its handler, up and connected to ``port``."""
     gate = Gate()
     gw = gateway_factory({"gateway": {"queue_size": SIZE}, "lines": {"port": port.url}},
                          plugins=plugins_of(slow_line_device(gate)))
@@ -189,7 +187,13 @@ def test_stopping_while_the_reader_waits_for_room_does_not_hang(port, gateway_fa
     component, worker = running(gw, "lines")
     if isinstance(port, TcpPort):
         wait_until(lambda: port.client_connected, what="the gateway's connection to the device")
-    link = component.link
+    return gw, gate, worker, component.link
+
+
+def test_stopping_while_the_reader_waits_for_room_does_not_hang(port, gateway_factory, mqtt_watch,
+                                                                housebus_topics):
+    """The handler never returns here: only the link's close can end the reader's wait."""
+    gw, gate, worker, link = start_stuck(port, gateway_factory, mqtt_watch, housebus_topics.base)
     try:
         fill_the_queue(port, gate, worker, link, 4 * SIZE)
         assert waits_for_room(link)
@@ -208,15 +212,7 @@ def test_stopping_while_the_reader_waits_for_room_does_not_hang(port, gateway_fa
 
 def test_closing_the_port_ends_a_reader_that_waits_for_room(port, gateway_factory, mqtt_watch, housebus_topics):
     """The reader gives up its wait when the port is closed, without waiting for the stuck component."""
-    base = housebus_topics.base
-    gate = Gate()
-    gw = gateway_factory({"gateway": {"queue_size": SIZE}, "lines": {"port": port.url}},
-                         plugins=plugins_of(slow_line_device(gate)))
-    mqtt_watch.wait_for(f"{base}/lines/availability", lambda m: m.text == "online")
-    component, worker = running(gw, "lines")
-    if isinstance(port, TcpPort):
-        wait_until(lambda: port.client_connected, what="the gateway's connection to the device")
-    link = component.link
+    _, gate, worker, link = start_stuck(port, gateway_factory, mqtt_watch, housebus_topics.base)
     try:
         fill_the_queue(port, gate, worker, link, 4 * SIZE)
         link.close(timeout=2.0)

@@ -16,14 +16,12 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from gateway import CommandError, Message
 from gateway.broker import Broker, free_port
-from gateway.config import MqttSettings
 from gateway.mqtt import MqttBus, encode, valid_filter
 from gateway.testing import MqttWatch, Topics, wait_until
 
@@ -69,41 +67,6 @@ def test_message_text_names_a_payload_that_is_not_utf8():
 
 
 # ---- a bus on the test broker ---------------------------------------------------------------
-
-
-def settings_for(broker: Broker, **overrides: Any) -> MqttSettings:
-    values: dict[str, Any] = {"host": broker.host, "port": broker.port, "username": "housebus",
-                              "password": broker.passwords["housebus"], "client_id": f"bus-{uuid.uuid4().hex[:8]}"}
-    return MqttSettings(**(values | overrides))
-
-
-@pytest.fixture
-def make_bus(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[Callable[..., MqttBus]]:
-    """``make(broker=None, cls=MqttBus, start=True, **settings)`` -> a bus on the test broker, stopped at teardown."""
-    made: list[MqttBus] = []
-
-    def make(broker: Broker | None = None, cls: type[MqttBus] = MqttBus, start: bool = True,
-             **overrides: Any) -> MqttBus:
-        bus = cls(settings_for(broker or mqtt_broker, **overrides), f"{housebus_topics.base}/bridge/state")
-        made.append(bus)
-        if start:
-            bus.start()
-        return bus
-
-    yield make
-    for bus in made:
-        bus.stop(timeout=0.5)
-
-
-@pytest.fixture
-def own_broker(tmp_path) -> Iterator[Broker]:
-    """A broker of this test alone, free to be stopped, frozen and restarted."""
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    if broker.pid is not None:
-        os.kill(broker.pid, signal.SIGCONT)  # a frozen broker cannot act on the SIGTERM of stop()
-    broker.stop()
 
 
 def connected(bus: MqttBus) -> MqttBus:

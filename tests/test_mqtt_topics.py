@@ -11,15 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from gateway import Message
 from gateway.broker import Broker
-from gateway.config import MqttSettings
 from gateway.mqtt import MqttBus
 from gateway.testing import MqttWatch, Topics, wait_until
 
@@ -62,37 +59,6 @@ class Recorder:
     def log(self) -> list[tuple[bytes, bool]]:
         with self._cond:
             return [(m.payload, m.retain) for m in self.messages]
-
-
-@pytest.fixture
-def own_broker(tmp_path) -> Iterator[Broker]:
-    """A broker of this test alone, free to be stopped and restarted."""
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-def make_bus(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[Callable[..., MqttBus]]:
-    """``make(broker=None, cls=MqttBus, start=True, **settings)`` -> a bus, stopped at teardown."""
-    made: list[MqttBus] = []
-
-    def make(broker: Broker | None = None, cls: type[MqttBus] = MqttBus, start: bool = True,
-             **overrides: Any) -> MqttBus:
-        broker = broker or mqtt_broker
-        values: dict[str, Any] = {"host": broker.host, "port": broker.port, "username": "housebus",
-                                  "password": broker.passwords["housebus"],
-                                  "client_id": f"bus-{uuid.uuid4().hex[:8]}"}
-        bus = cls(MqttSettings(**(values | overrides)), f"{housebus_topics.base}/bridge/state")
-        made.append(bus)
-        if start:
-            bus.start()
-        return bus
-
-    yield make
-    for bus in made:
-        bus.stop(timeout=0.5)
 
 
 def connected(bus: MqttBus, timeout: float = TIMEOUT) -> MqttBus:
@@ -246,6 +212,20 @@ def test_a_subscriber_on_an_overlapping_filter_gets_the_retained_message_once(ma
     assert exact.log() == [(b"kept", True), (b"sentinel", False)]
 
 
+def each_gets_kept_once(bus: MqttBus, topic: str, first: Recorder, second: Recorder) -> None:
+    """Start ``bus`` with ``first`` subscribed (``second`` joins as it connects): each gets ``kept`` once."""
+    bus.subscribe(topic, first)
+    bus.start()
+    first.wait_for(b"kept", retain=True)
+    second.wait_for(b"kept", retain=True)
+    connected(bus)
+    bus.publish(topic, "sentinel")
+    first.wait_for(b"sentinel")
+    second.wait_for(b"sentinel")
+    assert first.log() == [(b"kept", True), (b"sentinel", False)]
+    assert second.log() == [(b"kept", True), (b"sentinel", False)]
+
+
 class SubscribesAgainAsItConnects(MqttBus):
     """A bus on which a second subscription to a known filter is made right after the CONNACK.
 
@@ -269,16 +249,7 @@ def test_a_second_subscriber_added_before_the_suback_gets_the_retained_message_o
     bus = make_bus(cls=SubscribesAgainAsItConnects, start=False, protocol=protocol)
     first, second = Recorder(), Recorder()
     bus.late_filter, bus.late_callback = topic, second
-    bus.subscribe(topic, first)
-    bus.start()
-    first.wait_for(b"kept", retain=True)
-    second.wait_for(b"kept", retain=True)
-    connected(bus)
-    bus.publish(topic, "sentinel")
-    first.wait_for(b"sentinel")
-    second.wait_for(b"sentinel")
-    assert first.log() == [(b"kept", True), (b"sentinel", False)]
-    assert second.log() == [(b"kept", True), (b"sentinel", False)]
+    each_gets_kept_once(bus, topic, first, second)
 
 
 class RetainedBeforeSuback(MqttBus):
@@ -314,16 +285,7 @@ def test_a_second_subscriber_added_after_the_retained_message_went_by_before_the
     bus = make_bus(cls=RetainedBeforeSuback, start=False)
     first, second = Recorder(), Recorder()
     bus.late_filter, bus.late_callback = topic, second
-    bus.subscribe(topic, first)
-    bus.start()
-    first.wait_for(b"kept", retain=True)
-    second.wait_for(b"kept", retain=True)
-    connected(bus)
-    bus.publish(topic, "sentinel")
-    first.wait_for(b"sentinel")
-    second.wait_for(b"sentinel")
-    assert first.log() == [(b"kept", True), (b"sentinel", False)]
-    assert second.log() == [(b"kept", True), (b"sentinel", False)]
+    each_gets_kept_once(bus, topic, first, second)
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
