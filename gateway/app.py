@@ -102,7 +102,7 @@ class Gateway:
         owners = {c.section: r.name for r in self.plugins.loaded for c in r.components}
         sections = self.config.sections
         classes = {section: self.plugins.component_for(section) for section in sections}
-        order = start_order(sections, {s: c.requires for s, c in classes.items()},
+        order = start_order(sections, {s: c.required_services(sections[s]) for s, c in classes.items()},
                             {s: c.provides for s, c in classes.items()})
         queue_size = self.config.settings.gateway.queue_size
         for section in order:

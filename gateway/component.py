@@ -29,7 +29,8 @@ class Component(Generic[ConfigT]):
             ``[ledstrip.hall]``: one component runs per table, named ``ledstrip.kitchen``.
         provides: the services this component offers with ``ctx.provide``.
         requires: the services it calls. Their providers start first, whatever the order of
-            the config file, and a config in which nothing provides one is refused.
+            the config file, and a config in which nothing provides one is refused. When
+            that depends on the config, override ``required_services``.
 
     ``__init__`` runs for every configured component before any ``start``; it may
     ``ctx.provide`` services but must not do I/O. ``start`` must not block: open ports
@@ -46,6 +47,11 @@ class Component(Generic[ConfigT]):
 
     def __init__(self, ctx: Context[ConfigT]) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def required_services(cls, config: Any) -> tuple[str, ...]:
+        """The services a component with this (validated) config calls; ``requires`` by default."""
+        return tuple(cls.requires)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

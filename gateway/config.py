@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,7 +162,7 @@ class SectionSpec:
     model: type[BaseModel]
     instances: bool = False  # the table holds named instances, [ledstrip.kitchen]
     provides: tuple[str, ...] = ()
-    requires: tuple[str, ...] = ()
+    requires: Callable[[BaseModel], tuple[str, ...]] | None = None  # the services a section's config needs
 
 
 _INSTANCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -284,7 +284,7 @@ def _check_services(path: Path, sections: dict[str, BaseModel], specs: Mapping[s
     from gateway.services import missing_services, start_order
 
     spec_of = {s: specs[s.partition(".")[0]] for s in sections}
-    requires = {s: spec.requires for s, spec in spec_of.items()}
+    requires = {s: spec.requires(sections[s]) if spec.requires else () for s, spec in spec_of.items()}
     provides = {s: spec.provides for s, spec in spec_of.items()}
     offered_by = {service: name for name, spec in specs.items() for service in spec.provides}
     failed = ", ".join(f"[{s}]" for s in skipped)

@@ -77,7 +77,7 @@ class PluginSet:
 
     def models(self) -> dict[str, SectionSpec]:
         """What the config check needs of each component class, by section."""
-        return {section: SectionSpec(cls.Config, cls.instances, tuple(cls.provides), tuple(cls.requires))
+        return {section: SectionSpec(cls.Config, cls.instances, tuple(cls.provides), cls.required_services)
                 for section, cls in self.components.items()}
 
     def component_for(self, section: str) -> type[Component[Any]]:

@@ -230,3 +230,31 @@ def test_a_section_whose_provider_may_have_failed_to_load_is_skipped_not_fatal()
         "loop.one": "needs the service loop.b, and [worker] could not be loaded",
     }
     assert config.sections == {}
+
+
+class DarkConfig(ConfigModel):
+    only_when_dark: bool = False
+
+
+class Dark(Component[DarkConfig]):
+    """Needs the sun only when its config says so."""
+
+    section = "dark"
+
+    @classmethod
+    def required_services(cls, config: DarkConfig) -> tuple[str, ...]:
+        return ("sun.state",) if config.only_when_dark else ()
+
+
+class DarkPlugin:
+    @hookimpl
+    def gateway_register_components(self) -> list[type[Component[Any]]]:
+        return [Dark]
+
+
+def test_what_a_component_needs_may_depend_on_its_config():
+    plugins = load_plugins([("dark", DarkPlugin())], entry_points=False)
+    assert validate(Path("h.toml"), {"dark": {}}, plugins.models()).sections
+    with pytest.raises(ConfigError) as info:
+        validate(Path("h.toml"), {"dark": {"only_when_dark": True}}, plugins.models())
+    assert info.value.problems == ["h.toml: [dark] needs the service sun.state: no installed plugin provides it"]
