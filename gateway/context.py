@@ -144,7 +144,8 @@ class Context(Generic[ConfigT]):
 
     # ---- device state and Home Assistant -----------------------------------------------
 
-    def publish_state(self, device: str, values: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+    def publish_state(self, device: str, values: Mapping[str, Any], *, replace: bool = False,
+                      retain: bool | None = None) -> dict[str, Any]:
         """Merge ``values`` into a device's state and publish it per ``[mqtt] output``.
 
         With ``[mqtt] last_seen`` on, the state carries ``last_seen``: the time the serial
@@ -155,12 +156,14 @@ class Context(Generic[ConfigT]):
             device: the device topic below the base topic, e.g. ``rf12/kitchen``.
             values: the keys that changed.
             replace: drop the keys that are not in ``values``.
+            retain: publish it retained (for a device whose state Home Assistant must find after
+                a restart, such as a light); None follows ``[mqtt] retain``.
 
         Returns:
             The device's whole state.
         """
         seen = self._received_at
-        return self._hub.states.update(device, values, replace=replace,
+        return self._hub.states.update(device, values, replace=replace, retain=retain,
                                        seen=self.clock.time() if seen is None else seen)
 
     def get_state(self, device: str) -> dict[str, Any] | None:

@@ -46,10 +46,11 @@ class StateStore:
         self._attributes = output in ("attributes", "both")
         self._retain = retain
         self._states: dict[str, dict[str, Any]] = {}
+        self._kept: set[str] = set()  # devices published retained against [mqtt] retain = false
         self._lock = threading.Lock()
 
     def update(self, device: str, values: Mapping[str, Any], *, replace: bool = False,
-               seen: float | None = None) -> dict[str, Any]:
+               seen: float | None = None, retain: bool | None = None) -> dict[str, Any]:
         """Merge ``values`` into the device's state (or replace it) and publish the result.
 
         Args:
@@ -57,6 +58,7 @@ class StateStore:
             values: the keys that changed.
             replace: drop the keys that are not in ``values``.
             seen: when the reading was taken, for ``last_seen`` (when that is on).
+            retain: publish retained; None follows ``[mqtt] retain``.
 
         Returns:
             The device's full state after the update.
@@ -70,7 +72,9 @@ class StateStore:
                 state = self._states[device] | dict(values)
             messages = self._encode(device, state, values)  # raises on a value JSON cannot hold: nothing kept
             self._states[device] = state
-            self._send(messages)
+            if retain:
+                self._kept.add(device)
+            self._send(messages, self._retain if retain is None else retain)
         return state
 
     def get(self, device: str) -> dict[str, Any] | None:
@@ -83,7 +87,7 @@ class StateStore:
         with self._lock:
             states = list(self._states.items())
         for device, state in states:
-            self._send(self._encode(device, state, state))
+            self._send(self._encode(device, state, state), self._retain or device in self._kept)
 
     def _encode(self, device: str, state: Mapping[str, Any],
                 changed: Mapping[str, Any]) -> list[tuple[str, str | bytes]]:
@@ -95,6 +99,6 @@ class StateStore:
             messages.extend((f"{topic}/{key}", _attribute_payload(value)) for key, value in changed.items())
         return messages
 
-    def _send(self, messages: list[tuple[str, str | bytes]]) -> None:
+    def _send(self, messages: list[tuple[str, str | bytes]], retain: bool) -> None:
         for topic, payload in messages:
-            self._bus.publish(topic, payload, retain=self._retain)
+            self._bus.publish(topic, payload, retain=retain)
