@@ -222,3 +222,49 @@ def test_a_strip_switched_on_by_hand_is_left_alone_by_motion(strips, strip, sim,
     settle(gateway)
     assert sim.led.packets == [bytes([0, 0, 0, 255, 1, 0])]
     assert sim.led.colour == (0, 0, 255)
+
+
+def test_chains_are_programmed_as_soon_as_the_jeelink_is_up_and_again_on_request(strips, strip, sim, mqtt_watch,
+                                                                                 housebus_topics, settle):
+    base = housebus_topics.base
+    gateway = strips({"kitchen": {"node": 1, "group": 19, "effects": {"sunrise": SUNRISE, "cycle": 6}}})
+    program = [bytes([10, 40, 5, 0, 60, 11]), bytes([11, 255, 120, 40, 240, 0])]
+    # No command: the JeeLink's "online" is enough. The barrier: a command queued behind the programming.
+    settle(gateway)
+    strip.command({"state": "OFF"})
+    assert sim.led.packets == [*program, bytes([0, 0, 0, 0, 1, 0])]
+
+    mqtt_watch.publish(f"{base}/ledstrip/kitchen/program", "")
+    settle(gateway)
+    strip.command({"state": "OFF"})
+    assert sim.led.packets[3:] == [*program, bytes([0, 0, 0, 0, 1, 0])]
+
+
+def test_home_assistant_sees_a_json_light_with_its_effects(strips, mqtt_watch, housebus_topics):
+    base, prefix = housebus_topics.base, housebus_topics.prefix
+    strips({"kitchen": {"node": 1, "group": 19, "effects": {"sunrise": SUNRISE, "cycle": 6}}})
+    config = mqtt_watch.wait_json(f"{prefix}/device/+/config", lambda c: "light" in c["components"])
+    assert config["components"]["light"] | {"unique_id": None, "default_entity_id": None} == {
+        "platform": "light", "name": None, "schema": "json", "unique_id": None, "default_entity_id": None,
+        "command_topic": f"{base}/ledstrip/kitchen/set", "supported_color_modes": ["rgb"],
+        "brightness": True, "brightness_scale": 255, "effect": True, "effect_list": ["cycle", "sunrise"]}
+    assert config["state_topic"] == f"{base}/ledstrip/kitchen"
+    assert [a["topic"] for a in config["availability"]] == [
+        f"{base}/bridge/state", f"{base}/rf12/availability", f"{base}/ledstrip/kitchen/availability"]
+    assert config["availability_mode"] == "all"
+
+
+def test_odd_motion_payloads_are_ignored_with_one_log_line_and_old_states_do_nothing(
+        strips, strip, sim, mqtt_watch, housebus_topics, settle, caplog):
+    base = housebus_topics.base
+    mqtt_watch.publish(f"{base}/rf12/hall", {"motion": True}, retain=True)  # an old state, delivered on subscribe
+    gateway = strips({"kitchen": {"node": 1, "group": 19, "motion_topic": f"{base}/rf12/hall"}})
+    for payload in ({"motion": "maybe"}, {"motion": [1]}, "garbage", {"light": 5}):
+        mqtt_watch.publish(f"{base}/rf12/hall", payload)
+    settle(gateway)
+    assert strip.command({"state": "OFF"}) == state((255, 85, 30), on=False)
+    assert sim.led.packets == [bytes([0, 0, 0, 0, 1, 0])]
+    lines = [r.getMessage() for r in caplog.records if r.name == "housebus.ledstrip.kitchen"]
+    assert len(lines) == 1 and "ignoring a payload that says neither motion nor none" in lines[0]
+    mqtt_watch.publish(f"{base}/rf12/hall", "ON")  # a bare payload counts too
+    assert mqtt_watch.wait_json(strip.topic, lambda s: s["state"] == "ON") == state((255, 85, 30))
