@@ -268,3 +268,13 @@ def test_odd_motion_payloads_are_ignored_with_one_log_line_and_old_states_do_not
     assert len(lines) == 1 and "ignoring a payload that says neither motion nor none" in lines[0]
     mqtt_watch.publish(f"{base}/rf12/hall", "ON")  # a bare payload counts too
     assert mqtt_watch.wait_json(strip.topic, lambda s: s["state"] == "ON") == state((255, 85, 30))
+
+
+def test_with_cross_group_direct_the_strip_is_sent_to_with_the_gt_command(strips, strip, sim):
+    """No EEPROM written on the JeeLink, and the state still follows once the send counts as done."""
+    strips(cross_group="direct")
+    writes = sim.eeprom_writes
+    assert strip.command({"color": {"r": 0, "g": 255, "b": 0}}) == state((0, 255, 0))
+    assert sim.commands[-1] == "8,19,31,65,0,0,255,0,1,0>"  # 868 MHz, group 19, from node 31, header DST|1
+    assert sim.led.colour == (0, 255, 0)
+    assert sim.eeprom_writes == writes

@@ -116,7 +116,8 @@ def test_banner_readings_discovery_and_counters(sim, gateway_factory, mqtt_watch
     counters = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["counters"]["packets"] == 6,
                                     after=mark)["counters"]
     assert counters | {"packets": 6} == {"packets": 6, "bad_crc": 1, "garbage": 2, "decode_errors": 2, "acks": 0,
-                                         "directed": 0, "sends": 0, "send_failures": 0, "handler_errors": 0}
+                                         "directed": 0, "sends": 0, "send_failures": 0, "direct_sends": 0,
+                                         "eeprom_writes": 0, "handler_errors": 0}
     warnings = [r.getMessage() for r in caplog.records if r.name == "housebus.rf12" and r.levelno == logging.WARNING]
     assert len([w for w in warnings if w.startswith("node kitchen")]) == 1
     assert len([w for w in warnings if w.startswith("garbage")]) == 1
@@ -626,7 +627,7 @@ def test_before_the_jeelink_answers_rf12_info_says_nothing_is_known(sim, gateway
         "node_id": None, "group": None, "band": None, "collect": None, "quiet": None, "offset": None,
         "output": None, "version": None, "port": sim.url, "ready": False,
         "counters": dict.fromkeys(("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends",
-                                   "send_failures", "handler_errors"), 0),
+                                   "send_failures", "direct_sends", "eeprom_writes", "handler_errors"), 0),
         "problems": []}
 
 

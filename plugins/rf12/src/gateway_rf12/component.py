@@ -3,8 +3,10 @@
 Life of a connection: the port opens, ``v`` asks for the config line, config commands are
 sent one at a time and only for settings that differ (each rewrites the JeeLink's EEPROM),
 then the component goes online and drains the send queue. Sends go one at a time because
-RF12demo has a single pending-send slot, and a send to another group switches the group
-there and back around it.
+RF12demo has a single pending-send slot. A send to another group either switches the group
+there and back around it (``cross_group = "switch"``), or goes out with RF12demo's ``>``
+command (``"direct"``), which writes no EEPROM but prints nothing: such a send counts as done
+once ``direct_settle`` has passed.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from gateway_rf12.config import Rf12Config
 from gateway_rf12.decoders import collect_decoders
 from gateway_rf12.discovery import node_device
 from gateway_rf12.lines import (
+    ACK,
     BAND_CODES,
     DEFAULT_GROUP,
+    DST,
     LineError,
     Packet,
     RadioConfig,
     format_config,
+    format_direct,
     format_send,
     parse_config,
     parse_ok,
@@ -46,9 +51,11 @@ class Phase(enum.Enum):
     SWITCH = "switch"  # waiting for the config line of the target group
     SEND = "send"  # waiting for ' -> n b'
     RESTORE = "restore"  # waiting for the config line of the home group
+    DIRECT = "direct"  # a '>' send is under way: RF12demo says nothing, so we wait for direct_settle
 
 
-COUNTERS = ("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends", "send_failures")
+COUNTERS = ("packets", "bad_crc", "garbage", "decode_errors", "acks", "directed", "sends", "send_failures",
+            "direct_sends", "eeprom_writes")
 
 
 class Rf12(Component[Rf12Config], LineProtocol):
@@ -283,7 +290,7 @@ class Rf12(Component[Rf12Config], LineProtocol):
             self._tried.add(command)
             self.ctx.log.info("setting the JeeLink: %d%s", value, command)
             self._pending_echo = b"> %d%s" % (value, command.encode())
-            self._write(format_config(command, value))
+            self._write_config(command, value)
             self._arm_handshake()
             return
         self._became_ready(home)
@@ -325,8 +332,9 @@ class Rf12(Component[Rf12Config], LineProtocol):
         """The ``rf12.send`` service: queue a packet for ``node``; see the README.
 
         Returns:
-            A future of the byte count RF12demo confirmed with `` -> n b``; it fails with
-            ``TimeoutError`` or ``ConnectionError``.
+            A future of the byte count RF12demo confirmed with `` -> n b`` (for a ``>`` send to
+            another group with ``cross_group = "direct"``: ``len(data)`` once ``direct_settle`` has
+            passed); it fails with ``TimeoutError`` or ``ConnectionError``.
 
         Raises:
             ValueError: bad node, group or data; nothing was queued.
@@ -363,12 +371,15 @@ class Rf12(Component[Rf12Config], LineProtocol):
             return
         job = self.job = self.queue.popleft()
         target = self._target_group(job)
-        if target != radio.group:
-            self.phase = Phase.SWITCH
-            self._write(format_config("g", target))
-            self._arm_timer(GROUP_TIMEOUT)
-        else:
+        if target == radio.group:
             self._transmit(job)
+        elif self.config.cross_group == "direct" and radio.band in BAND_CODES:
+            # (A band other than 433/868/915 has no '>' code: such a config line is not RF12demo's, so switch.)
+            self._transmit_direct(job, target, radio)
+        else:
+            self.phase = Phase.SWITCH
+            self._write_config("g", target)
+            self._arm_timer(GROUP_TIMEOUT)
 
     def _transmit(self, job: SendJob) -> None:
         self.phase = Phase.SEND
@@ -377,6 +388,16 @@ class Rf12(Component[Rf12Config], LineProtocol):
             self._restore_or_next()
             return
         self._arm_timer(self.config.send_timeout)
+
+    def _transmit_direct(self, job: SendJob, group: int, radio: RadioConfig) -> None:
+        """Send with '>' in ``group``, as the JeeLink's own node id and band; RF12demo restores its config itself."""
+        self.phase = Phase.DIRECT
+        header = DST | job.node | (ACK if job.ack else 0)
+        if not self._write(format_direct(BAND_CODES[radio.band], group, radio.node_id, header, job.data)):
+            self._fail(job, ConnectionError(f"the JeeLink on {self.config.port} is not connected"))
+            self._job_done()
+            return
+        self._arm_timer(self.config.direct_settle)
 
     def _on_sent(self, count: int) -> None:
         job = self.job
@@ -406,7 +427,7 @@ class Rf12(Component[Rf12Config], LineProtocol):
             raise RuntimeError("rf12: switching back to the home group before any config line set it")
         self.phase = Phase.RESTORE
         self._restore_tries += 1
-        self._write(format_config("g", home))
+        self._write_config("g", home)
         self._arm_timer(GROUP_TIMEOUT)
 
     def _job_done(self) -> None:
@@ -435,6 +456,14 @@ class Rf12(Component[Rf12Config], LineProtocol):
             self._fail(job, TimeoutError(f"no ' -> {len(job.data)} b' from the JeeLink within "
                                          f"{self.config.send_timeout:g} s; the packet may not have been sent"))
             self._restore_or_next()
+        elif self.phase is Phase.DIRECT and job is not None:
+            # Nothing comes back from '>': the settle time is all there is to go by.
+            self.counters["sends"] += 1
+            self.counters["direct_sends"] += 1
+            self._info_dirty = True
+            if not job.future.done():
+                job.future.set_result(len(job.data))
+            self._job_done()
         elif self.phase is Phase.RESTORE:
             if self._restore_tries < RESTORE_TRIES:
                 self._restore()
@@ -467,6 +496,12 @@ class Rf12(Component[Rf12Config], LineProtocol):
 
     def _write(self, data: bytes) -> bool:
         return self.link is not None and self.link.write(data)
+
+    def _write_config(self, command: str, value: int) -> None:
+        """A config command: RF12demo saves its whole config to EEPROM for each, so each is counted."""
+        if self._write(format_config(command, value)):
+            self.counters["eeprom_writes"] += 1
+            self._info_dirty = True
 
     # ---- info ---------------------------------------------------------------------------
 

@@ -77,6 +77,15 @@ class Rf12Config(ConfigModel):
     collect: bool | None = Field(None, description="collect mode: the JeeLink sends no ACKs")
     quiet: bool | None = Field(None, description="false shows bad-CRC lines, so they are counted")
     send_timeout: float = Field(2.0, gt=0, le=30, description="seconds to wait for ' -> n b'")
+    cross_group: Literal["switch", "direct"] = Field(
+        "switch", description="sends to another group: 'switch' = <group>g, send, <home>g (confirmed, two EEPROM "
+                              "writes); 'direct' = RF12demo's '>' command (no EEPROM write, unconfirmed)")
+    # A '>' send prints nothing, so it counts as done after this long. RF12demo handles '>' inside its input
+    # loop: it re-inits the radio, waits for a clear channel, sends, waits for the send to finish, and reloads
+    # its config. The longest '>' line (~290 bytes) takes 50 ms at 57600 baud (75 ms at 38400), a 66-byte packet
+    # ~15 ms on air; 0.2 s leaves room for a busy channel. Bytes typed meanwhile only sit in the ATmega's 64-byte
+    # receive buffer, so the next command must wait: a longer one would overflow it and be garbled.
+    direct_settle: float = Field(0.2, gt=0, le=5, description="seconds a cross_group = 'direct' send takes")
     info_interval: float = Field(60.0, ge=0.1, description="at most one counters update on rf12/info per interval")
     nodes: dict[str, NodeConfig] = Field(default_factory=dict)
 

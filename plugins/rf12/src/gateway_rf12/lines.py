@@ -184,6 +184,15 @@ def format_send(node: int, data: bytes, *, ack: bool = False) -> bytes:
     return b"".join(b"%d," % b for b in data) + b"%d%s\n" % (node, b"a" if ack else b"s")
 
 
+def format_direct(band_code: int, group: int, node_id: int, header: int, data: bytes) -> bytes:
+    """RF12demo's ``>`` command: send ``data`` with the raw ``header`` byte in ``group`` without touching EEPROM.
+
+    RF12demo re-initialises the radio as node ``node_id`` in ``band_code`` (4, 8 or 9) and ``group``,
+    sends, then reloads its EEPROM config; it prints nothing, not even an echo.
+    """
+    return b",".join(b"%d" % v for v in (band_code, group, node_id, header, *data)) + b">\n"
+
+
 def format_config(command: str, value: int) -> bytes:
     """A config command such as ``212g``; each one rewrites the JeeLink's EEPROM."""
     return b"%d%s\n" % (value, command.encode())

@@ -2,7 +2,8 @@
 
 It parses its input character by character as RF12demo's ``handleInput()`` does (numbers,
 commas, a lowercase command letter; anything up to a space resets the parser), echoes
-``> ...`` and answers config commands with the config line and sends with `` -> n b``.
+``> ...`` and answers config commands with the config line and sends with `` -> n b``;
+``band,group,nodeid,header,data...>`` sends in another group silently, as RF12demo does.
 Tests inject packet lines with ``inject``/``room_node`` instead of waiting for the timed
 traffic, which only ``housebus demo`` switches on, and make it misbehave through
 ``withhold_echo``, ``withhold_config``, ``refuse`` and ``mute``.
@@ -19,7 +20,10 @@ from pathlib import Path
 
 from gateway.simulator import PtyPort
 from gateway_rf12.decoders import encode_room_node
-from gateway_rf12.lines import ACK, DST
+from gateway_rf12.lines import ACK, DST, ID_MASK
+
+Colour = tuple[int, int, int]
+Ramp = tuple[int, int, int, int, int]  # r, g, b, seconds, chain
 
 # ledNode slots 0-9 as the sketch rewrites them at every boot: (r, g, b, seconds, chain).
 LED_DEFAULT_RAMPS = {
@@ -28,6 +32,7 @@ LED_DEFAULT_RAMPS = {
     8: (0, 0, 255, 5, 6), 9: (7, 1, 0, 0, 0),
 }
 LED_NODE, LED_GROUP, LED_BAND = 1, 19, 868
+LED_SLOTS = 100  # the sketch ignores slots (and chains) of 100 and more
 BANDS = {4: 433, 8: 868, 9: 915}  # the 'b' command's codes, from the reference rather than the driver
 HELP = ("Available commands:", "  <nn> i     - set node ID (standard node ids are 1..30)",
         "  <n> b      - set MHz band (4 = 433, 8 = 868, 9 = 915)", "  <nnn> g    - set network group (RFM12 only "
@@ -38,30 +43,62 @@ HELP = ("Available commands:", "  <nn> i     - set node ID (standard node ids ar
 class LedNode:
     """The ledNode sketch: node 1, group 19, 868 MHz; 1-byte slot and 6-byte ramp packets.
 
-    ``colour`` is the colour the last accepted packet sets (the end of its fade).
+    ``colour`` is the colour the last accepted packet sets (the end of its fade) and ``ramp`` the
+    ramp it started. When a ramp has faded, the sketch loads the ramp in its ``chain`` slot (0: stay).
+    The simulator has no time, so it does not play the chain out: ``chain_colours()`` and
+    ``final_colour`` say where it leads, reading the slots as they are when asked (the sketch reads
+    each slot when it gets there). A slot never stored reads as instant off here.
     """
 
     def __init__(self) -> None:
-        self.ramps = dict(LED_DEFAULT_RAMPS)
-        self.colour: tuple[int, int, int] = (0, 0, 0)
-        self.ramp: tuple[int, int, int, int, int] = LED_DEFAULT_RAMPS[0]
+        self.ramps: dict[int, Ramp] = dict(LED_DEFAULT_RAMPS)
+        self.colour: Colour = (0, 0, 0)
+        self.ramp: Ramp = LED_DEFAULT_RAMPS[0]
+        self.slot: int | None = 0  # where self.ramp came from; None for one run straight from a packet
         self.packets: list[bytes] = []
 
     def receive(self, data: bytes) -> None:
-        if len(data) == 1 and data[0] < 100:
-            self._run(self.ramps.get(data[0], (0, 0, 0, 0, 0)))
-        elif len(data) == 6 and data[0] < 100:
+        if len(data) == 1 and data[0] < LED_SLOTS:
+            self._run(self._load(data[0]), data[0])
+        elif len(data) == 6 and data[0] < LED_SLOTS:
             ramp = (data[1], data[2], data[3], data[4], data[5])
             if data[0] == 0:
-                self._run(ramp)
+                self._run(ramp, None)
             else:
                 self.ramps[data[0]] = ramp  # stored, not run
         else:
             return  # the sketch ignores other lengths
         self.packets.append(data)
 
-    def _run(self, ramp: tuple[int, int, int, int, int]) -> None:
+    def chain_colours(self) -> tuple[list[Colour], bool]:
+        """The colours the running ramp and the ramps it chains to fade to, in order, and whether they loop.
+
+        Slots 6 → 7 → 8 → 6 give ``([red, green, blue], True)``: the node cycles through them for ever.
+        """
+        colours = [self.ramp[:3]]
+        seen = {self.slot}
+        slot = self.ramp[4]
+        while 0 < slot < LED_SLOTS:
+            if slot in seen:
+                return colours, True
+            seen.add(slot)
+            ramp = self._load(slot)
+            colours.append(ramp[:3])
+            slot = ramp[4]
+        return colours, False
+
+    @property
+    def final_colour(self) -> Colour | None:
+        """The colour the node stays at once its chain has played out; None while it cycles for ever."""
+        colours, loops = self.chain_colours()
+        return None if loops else colours[-1]
+
+    def _load(self, slot: int) -> Ramp:
+        return self.ramps.get(slot, (0, 0, 0, 0, 0))
+
+    def _run(self, ramp: Ramp, slot: int | None) -> None:
         self.ramp = ramp
+        self.slot = slot
         self.colour = ramp[:3]
 
 
@@ -69,8 +106,10 @@ class JeeLinkSimulator:
     """RF12demo over a ``PtyPort``; point ``[rf12] port`` at ``url``.
 
     Attributes:
-        commands: every command the gateway typed, e.g. ``["v", "1,2,5s"]``.
+        commands: every command the gateway typed, e.g. ``["v", "1,2,5s", "8,19,1,65,4>"]``.
         transmissions: (group, band, header, data) of every packet it sent.
+        eeprom_writes: how many config commands (``i g b c q x``) it executed, each of which rewrites
+            RF12demo's EEPROM config (refused ones too: the write happened, it just did not take).
         withhold_echo: how many upcoming sends get no `` -> n b`` (for timeout tests).
         withhold_config: how many upcoming config commands (``i g b c q x``) take effect
             without a word: no ``> `` echo and no config line.
@@ -86,6 +125,7 @@ class JeeLinkSimulator:
         self.collect, self.quiet, self.version = collect, quiet, version
         self.commands: list[str] = []
         self.transmissions: list[tuple[int, int, int, bytes]] = []
+        self.eeprom_writes = 0
         self.withhold_echo = 0
         self.withhold_config = 0
         self.refuse: set[str] = set()
@@ -145,7 +185,7 @@ class JeeLinkSimulator:
                 self._typed.append(ch)
             elif ch <= " ":
                 self._reset()
-            elif "a" <= ch <= "z":
+            elif "a" <= ch <= "z" or ch == ">":
                 self._typed.append(ch)
                 self._execute(ch)
                 self._reset()
@@ -168,11 +208,16 @@ class JeeLinkSimulator:
 
     def _answer(self, cmd: str) -> None:
         value, stack = self._value, self._stack
+        if cmd == ">":
+            self._send_direct([*stack, value & 0xFF])
+            return
         config = cmd in "igbcqx"
         with self._cond:
             silent = config and self.withhold_config > 0
             if silent:
                 self.withhold_config -= 1
+            if config:
+                self.eeprom_writes += 1
         if not silent:
             self._print("> " + "".join(f"{b}," for b in stack) + f"{value}{cmd}")
         if cmd == "v":
@@ -201,16 +246,28 @@ class JeeLinkSimulator:
 
     def _transmit(self, dest: int, data: bytes, *, ack: bool) -> None:
         header = (DST | dest if dest else self.node_id) | (ACK if ack else 0)
+        self._radiate(self.group, self.band, header, data)
         with self._cond:
-            self.transmissions.append((self.group, self.band, header, data))
             withhold = self.withhold_echo > 0
             if withhold:
                 self.withhold_echo -= 1
-            self._cond.notify_all()
         if not withhold:
             self._print(f" -> {len(data)} b")
-        if self.group == LED_GROUP and self.band == LED_BAND and dest in (0, LED_NODE):
+
+    def _send_direct(self, stack: list[int]) -> None:
+        """``band,group,nodeid,header,data...>``: no echo, no config line, and the EEPROM config stays as it was."""
+        if len(stack) < 4:
+            return  # RF12demo would send whatever its stack held before: nothing a test should rely on
+        band, group, _node_id, header = stack[:4]
+        self._radiate(group, BANDS.get(band, 0), header, bytes(stack[4:]))
+
+    def _radiate(self, group: int, band: int, header: int, data: bytes) -> None:
+        """One packet on air; the ledNode takes it as JeeLib's receive filter would: broadcast or addressed to it."""
+        if group == LED_GROUP and band == LED_BAND and (not header & DST or header & ID_MASK == LED_NODE):
             self.led.receive(data)
+        with self._cond:
+            self.transmissions.append((group, band, header, data))
+            self._cond.notify_all()
 
     # ---- for tests ---------------------------------------------------------------------
 
