@@ -55,9 +55,11 @@ def timers_ran(rf12: Rf12) -> None:
     assert done.wait(10), "the rf12 component did not run its timers"
 
 
-def counters_on_info(rf12: Rf12, clock: ManualClock, mqtt_watch, base, predicate) -> dict[str, int]:
-    """The counters of the next rf12/info that satisfies ``predicate``; the clock moves to its flush."""
-    mark = mqtt_watch.mark()
+def counters_on_info(rf12: Rf12, clock: ManualClock, mqtt_watch, base, predicate,
+                     mark: int | None = None) -> dict[str, int]:
+    """The counters of the first rf12/info after ``mark`` (default: now) that satisfies ``predicate``; the clock
+    moves to its flush. Take the mark before what changes the counters: a config line publishes at once."""
+    mark = mqtt_watch.mark() if mark is None else mark
     settle(rf12)
     clock.advance(rf12.config.info_interval)
     return mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: predicate(i["counters"]), after=mark)["counters"]
@@ -82,6 +84,7 @@ def test_a_direct_send_goes_out_with_gt_reaches_the_led_node_and_writes_no_eepro
     base = housebus_topics.base
     clock = ManualClock()
     rf12 = start(gateway_factory, sim, mqtt_watch, base, clock, cross_group="direct")
+    mark = mqtt_watch.mark()
     sent = rf12.ctx.service("rf12.send")(1, RAMP, group=19)
     sim.wait_command("8,19,30,65,0,255,0,128,3,0>")
     assert sim.commands == ["v", "8,19,30,65,0,255,0,128,3,0>"]  # no 19g, no 212g
@@ -95,7 +98,7 @@ def test_a_direct_send_goes_out_with_gt_reaches_the_led_node_and_writes_no_eepro
     assert not sent.done()
     clock.advance(SETTLE / 2)
     assert sent.result(5) == len(RAMP)
-    counters = counters_on_info(rf12, clock, mqtt_watch, base, lambda c: c["sends"] == 1)
+    counters = counters_on_info(rf12, clock, mqtt_watch, base, lambda c: c["sends"] == 1, mark)
     assert (counters["direct_sends"], counters["eeprom_writes"], counters["send_failures"]) == (1, 0, 0)
 
 
@@ -241,13 +244,14 @@ def test_switch_mode_writes_the_eeprom_twice_per_send_and_counts_it(sim, gateway
     clock = ManualClock()
     rf12 = start(gateway_factory, sim, mqtt_watch, base, clock, node_id=31)  # '31i' at the handshake: one write
     assert sim.eeprom_writes == 1
+    mark = mqtt_watch.mark()
     sent = rf12.ctx.service("rf12.send")(1, [4], group=19)
     assert sent.result(5) == 1  # confirmed by ' -> 1 b', no settle time needed
     sim.wait_command("212g")
     assert sim.commands == ["v", "31i", "19g", "4,1s", "212g"]
     assert sim.eeprom_writes == 3
     assert sim.led.colour == (255, 85, 30)
-    counters = counters_on_info(rf12, clock, mqtt_watch, base, lambda c: c["eeprom_writes"] == 3)
+    counters = counters_on_info(rf12, clock, mqtt_watch, base, lambda c: c["eeprom_writes"] == 3, mark)
     assert (counters["sends"], counters["direct_sends"]) == (1, 0)
 
 
