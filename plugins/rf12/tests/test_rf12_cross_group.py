@@ -15,6 +15,8 @@ from gateway_rf12.component import Rf12
 from gateway_rf12.config import Rf12Config
 from gateway_rf12.lines import format_direct
 from gateway_rf12.simulator import LED_DEFAULT_RAMPS, JeeLinkSimulator, LedNode
+from gateway_rf12.testing import settle, timers_ran
+from gateway_rf12.testing import start as start_rf12
 
 from gateway import ManualClock
 from gateway.testing import wait_until
@@ -34,25 +36,8 @@ def sim(tmp_path):
 
 
 def start(gateway_factory, sim, mqtt_watch, base, clock: ManualClock, **options: Any) -> Rf12:
-    section = {"port": sim.url, "info_interval": 1.0, "direct_settle": SETTLE, **options}
-    gw = gateway_factory({"rf12": section}, clock=clock)
-    mqtt_watch.wait_ready(base)
-    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
-    return next(r.component for r in gw.running if r.section == "rf12")
-
-
-def settle(rf12: Rf12) -> None:
-    """Return once the component has run everything handed to it so far, e.g. a write and the timer armed with it."""
-    done = threading.Event()
-    rf12.ctx.call_soon(done.set)
-    assert done.wait(10), "the rf12 component did not get to it"
-
-
-def timers_ran(rf12: Rf12) -> None:
-    """Return once the timers due on the manual clock now have run."""
-    done = threading.Event()
-    rf12.ctx.call_later(0, done.set)
-    assert done.wait(10), "the rf12 component did not run its timers"
+    return start_rf12(gateway_factory, sim, mqtt_watch, base, clock, info_interval=1.0, direct_settle=SETTLE,
+                      **options)
 
 
 def counters_on_info(rf12: Rf12, clock: ManualClock, mqtt_watch, base, predicate,

@@ -8,11 +8,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-from typing import Any
 
 import pytest
-from gateway_rf12.component import GROUP_TIMEOUT, Rf12
+from gateway_rf12.component import GROUP_TIMEOUT
 from gateway_rf12.simulator import JeeLinkSimulator
+from gateway_rf12.testing import settle, start, timers_ran
 
 from gateway import ManualClock
 from gateway.testing import MqttWatch, Received, wait_until
@@ -27,29 +27,6 @@ def sim(tmp_path):
     simulator = JeeLinkSimulator(tmp_path / "ttyRF12")
     yield simulator
     simulator.close()
-
-
-def start(gateway_factory, sim, mqtt_watch, base, clock: ManualClock | None = None, **options: Any) -> Rf12:
-    """A gateway with the rf12 component on ``sim``, online; on ``clock`` its timers only run when the test says."""
-    section = {"port": sim.url, "info_interval": 0.2, **options}
-    gw = gateway_factory({"rf12": section}, clock=clock)
-    mqtt_watch.wait_ready(base)
-    mqtt_watch.wait_for(f"{base}/rf12/availability", lambda m: m.text == "online")
-    return next(r.component for r in gw.running if r.section == "rf12")
-
-
-def settle(rf12: Rf12) -> None:
-    """Return once the component has run everything handed to it so far, e.g. a write and the timer armed with it."""
-    done = threading.Event()
-    rf12.ctx.call_soon(done.set)
-    assert done.wait(10), "the rf12 component did not get to it"
-
-
-def timers_ran(rf12: Rf12) -> None:
-    """Return once the timers due on the (manual) clock now have run: one due now too is run after them."""
-    done = threading.Event()
-    rf12.ctx.call_later(0, done.set)
-    assert done.wait(10), "the rf12 component did not run its timers"
 
 
 def retained(broker, topic: str) -> Received:
