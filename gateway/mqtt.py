@@ -233,7 +233,7 @@ class MqttBus:
     def hold(self) -> None:
         """Wait while paho holds ``BACKLOG_MAX`` messages or more, until half of them are through.
 
-        Components' workers call it before their next serial read or MQTT delivery, so that a
+        Components' workers call it before handling their next serial read, so that a
         component that publishes faster than the broker takes it is slowed down, and its serial
         data waits in the OS buffer, instead of piling up in paho. It never waits while the
         broker is away (the outbox bounds that case), on paho's own thread, or longer than

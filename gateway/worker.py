@@ -14,9 +14,10 @@ The queue is bounded for the two sources that can outrun a component:
 Everything else (timers, service calls, a component's own ``call_soon``) is bounded by
 construction and always goes in; a worker that waited on its own queue would deadlock.
 
-Before each serial read or MQTT delivery the worker calls ``hold`` (the bus's), which waits
-while the MQTT client holds too many unacknowledged messages: a component that publishes
-faster than the broker takes it is slowed down rather than filling memory.
+Before each serial read the worker calls ``hold`` (the bus's), which waits while the MQTT
+client holds too many unacknowledged messages: a radio that sends faster than the broker
+takes it is slowed down, its data waiting in the OS buffer, rather than filling memory.
+MQTT deliveries are not held: they come at the broker's pace already.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 
 DEFAULT_QUEUE_SIZE = 1000
 _STOP = object()
+# What an item is, for the bound: not counted (timers, calls), an MQTT delivery, a serial read.
+_FREE, _DELIVERY, _READ = 0, 1, 2
 _PUT_POLL = 0.25  # how often a waiting reader re-checks whether it should give up
 
 
@@ -40,7 +43,7 @@ class Worker:
         name: the component's name, for the thread and log lines.
         log: where errors in callbacks are logged.
         queue_size: room for bounded items (serial data, MQTT deliveries).
-        hold: called before each bounded item; it may wait, for the MQTT client to catch up.
+        hold: called before each serial read; it may wait, for the MQTT client to catch up.
     """
 
     def __init__(self, name: str, log: logging.Logger, queue_size: int = DEFAULT_QUEUE_SIZE,
@@ -79,12 +82,12 @@ class Worker:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` regardless of the bound; it runs later on the worker thread."""
-        self._queue.put((fn, args, None, False))
+        self._queue.put((fn, args, None, _FREE))
 
     def offer(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Queue ``fn(*args)`` if there is room; False (and counted in ``dropped``) if not. Never waits."""
         if self._room.acquire(blocking=False):
-            self._queue.put((fn, args, None, True))
+            self._queue.put((fn, args, None, _DELIVERY))
             return True
         self.dropped += 1
         return False
@@ -95,13 +98,13 @@ class Worker:
         while not room.acquire(timeout=_PUT_POLL):
             if self._stopped or (cancel is not None and cancel.is_set()):
                 return False
-        self._queue.put((fn, args, None, True))
+        self._queue.put((fn, args, None, _READ))
         return True
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue ``fn(*args)`` and return a future for its result or exception."""
         future: Future[Any] = Future()
-        self._queue.put((fn, args, future, False))
+        self._queue.put((fn, args, future, _FREE))
         return future
 
     def _run(self) -> None:
@@ -112,9 +115,9 @@ class Worker:
             item = get()
             if item is _STOP:
                 return
-            fn, args, future, bounded = item
-            if bounded:
-                if hold is not None:
+            fn, args, future, kind = item
+            if kind:
+                if kind == _READ and hold is not None:  # serial data is what bursts; deliveries are not held
                     try:
                         hold()  # before the release: while held, the queue stays full and the reader waits
                     except Exception:
