@@ -17,3 +17,9 @@ def gateway_register_components() -> list[type[Component[Any]]]:
     from gateway_calendar.sun import Sun
 
     return [Calendar, Sun]
+
+
+@hookimpl
+def gateway_demo_setup() -> dict[str, Any]:
+    # No simulator needed: the sun over London, from the gateway's own clock.
+    return {"sun": {"latitude": 51.5, "longitude": -0.12}}
