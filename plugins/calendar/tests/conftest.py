@@ -2,10 +2,9 @@
 
 Radicale runs as ``python -m radicale`` on a free loopback port, one per test module; each test
 gets a calendar of its own. The feed is ``http.server`` in a thread that can answer with an
-error, hang, or stop listening. The rig runs a gateway with ``[calendar.home]`` on a
-``ManualClock`` starting at ``BASE``, a date in the future, so that an afternoon passes in a
-moment: the fetch itself runs in real time on the gateway's pool, so a test waits for a poll's
-effect on MQTT (the retained summary) before it moves the clock on.
+error, hang, or stop listening. The rig runs a gateway with ``[calendar.home]`` on the test's
+``ManualClock``, so that an afternoon passes in a moment. The fetch itself runs in real time on
+the gateway's pool: the rig waits for a poll to be handled (``idle``) before the clock moves on.
 """
 
 from __future__ import annotations
@@ -257,9 +256,6 @@ class Rig:
     def events(self, after: int = 0) -> list[tuple[str, str]]:
         """(event, uid) of every start and end published from ``after`` on."""
         return [(m.json()["event"], m.json()["uid"]) for m in self.watch.received(self.event_topic, after)]
-
-    def event(self, kind: str, uid: str, *, after: int = 0) -> Any:
-        return self.watch.wait_json(self.event_topic, lambda e: e["event"] == kind and e["uid"] == uid, after=after)
 
     @property
     def component(self) -> Any:
