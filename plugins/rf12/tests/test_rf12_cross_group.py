@@ -215,6 +215,7 @@ def test_ramps_stored_and_chained_through_direct_sends(sim, gateway_factory, mqt
         settle(rf12)
         clock.advance(SETTLE)
         sent.result(5)
+    sim.wait_command("8,19,30,65,20>")  # the simulator reads the pty on a thread of its own
     assert sim.led.ramps[20] == (0, 0, 255, 10, 21)
     assert sim.led.colour == (0, 0, 255)
     assert sim.led.final_colour == (255, 0, 0)
