@@ -114,8 +114,29 @@ def _shown(topic: str) -> str:
     return repr(topic) if len(topic) <= 80 else f"{topic[:60]!r}... ({len(topic)} characters)"
 
 
+SHARE_PREFIX = "$share/"
+
+
+def match_filter(topic_filter: str) -> str:
+    """The filter that a subscription's messages match: ``$share/<group>/<filter>`` without its prefix.
+
+    The broker delivers a shared subscription's messages under their real topic (MQTT 5.0, 4.8.2).
+    """
+    if topic_filter.startswith(SHARE_PREFIX):
+        return topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
+    return topic_filter
+
+
 def valid_filter(topic_filter: str) -> bool:
-    """True if ``topic_filter`` is a well-formed MQTT subscription filter."""
+    """True if ``topic_filter`` is a well-formed MQTT subscription filter, shared ones included.
+
+    A shared one is ``$share/<group>/<filter>``: a non-empty group without ``+``, ``#`` or ``/``.
+    """
+    if topic_filter.startswith(SHARE_PREFIX):
+        group = topic_filter[len(SHARE_PREFIX):].split("/", 1)[0]
+        if not group or "+" in group or "#" in group:
+            return False
+        topic_filter = match_filter(topic_filter)
     levels = topic_filter.split("/")
     last = len(levels) - 1
     return bool(topic_filter) and all(
@@ -127,11 +148,12 @@ def valid_filter(topic_filter: str) -> bool:
 class Subscription:
     """A topic filter and the callback it feeds; ``cancel()`` to stop receiving."""
 
-    __slots__ = ("_bus", "callback", "filter", "retained_seen")
+    __slots__ = ("_bus", "callback", "filter", "matches", "retained_seen")
 
     def __init__(self, bus: MqttBus, topic_filter: str, callback: Callable[[Message], None]) -> None:
         self._bus = bus
-        self.filter = topic_filter
+        self.filter = topic_filter  # what is subscribed
+        self.matches = match_filter(topic_filter)  # what incoming topics are matched against
         self.callback = callback
         # Topics of the retained messages handed over in this connection; the network thread's alone.
         self.retained_seen: set[str] = set()
@@ -412,7 +434,7 @@ class MqttBus:
         subs = self._match_cache.get(topic)
         if subs is None:
             with self._lock:
-                subs = tuple(s for s in self._subs if paho.topic_matches_sub(s.filter, topic))
+                subs = tuple(s for s in self._subs if paho.topic_matches_sub(s.matches, topic))
                 if len(self._match_cache) > 4096:
                     self._match_cache.clear()
                 self._match_cache[topic] = subs

@@ -10,6 +10,7 @@ import pytest
 from gateway import ConfigError, ManualClock
 from gateway.config import validate
 from gateway.plugins import load_plugins
+from gateway.testing import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -186,8 +187,11 @@ def test_motion_in_the_dark_switches_on_and_off_after_the_time(strips, strip, si
     assert sim.led.colour == (255, 85, 30)
 
     clock.advance(100)
+    strip_component = next(r.component for r in gateway.running if r.section == "ledstrip.kitchen")
+    first = strip_component._off_timer
     mqtt_watch.publish(f"{base}/rfxtrx/pir", {"command": "motion"})  # extends the time
-    settle(gateway)
+    # It shows nothing on MQTT: wait for the new timer, or the advance below could overtake the message.
+    wait_until(lambda: strip_component._off_timer is not first, timeout=10, what="the motion to be handled")
     clock.advance(100)  # 200 s after the first, 100 s after the last
     settle(gateway)
     assert sim.led.colour == (255, 85, 30)
