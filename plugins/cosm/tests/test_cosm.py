@@ -227,7 +227,8 @@ def test_readings_older_than_retention_are_dropped_and_counted(rig, server):
     rig.reading("power/meter1", 2)
     rig.advance(1800, lambda i: i["failures"] == 1)
     rig.reading("power/meter1", 3)
-    info = rig.advance(1860, lambda i: i["dropped"] == 2)
+    # Wait for the retry this advance brings to have failed too: its next try is timed from then.
+    info = rig.advance(1860, lambda i: i["dropped"] == 2 and i["failures"] == 2)
     assert info["pending"] == 1
     server.fail_with(0)
     rig.advance(900, lambda i: i["pending"] == 0)
