@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from gateway.clock import Clock, ManualClock, Timer
 from gateway.component import Component, Context
-from gateway.config import ConfigModel
+from gateway.config import ConfigModel, ReadableFile
 from gateway.decode import Decoder
 from gateway.discovery import Device, Entity
 from gateway.errors import CommandError, ConfigError, GatewayError
@@ -31,6 +31,7 @@ __all__ = [
     "LineProtocol",
     "ManualClock",
     "Message",
+    "ReadableFile",
     "SerialLink",
     "SerialProtocol",
     "SerialUrl",

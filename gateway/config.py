@@ -14,9 +14,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,18 @@ from gateway.errors import ConfigError
 DEFAULT_PATH = Path("housebus.toml")
 CORE_SECTIONS = ("gateway", "mqtt", "homeassistant", "logging")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _readable(path: Path) -> Path:
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None  # never the content: it may be a secret
+    return path
+
+
+ReadableFile = Annotated[Path, AfterValidator(_readable)]
+"""A pydantic type for a file option (a password or key file): it must exist and be readable."""
 
 
 class ConfigModel(BaseModel):
@@ -60,7 +73,7 @@ class MqttSettings(ConfigModel):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: ReadableFile | None = None
     tls: TlsSettings | None = None
     client_id: str = Field(default_factory=lambda: f"housebus-{socket.gethostname()}-{os.getpid()}")
     keepalive: int = Field(default=60, ge=5, le=65535)
@@ -98,10 +111,6 @@ class MqttSettings(ConfigModel):
             raise ValueError("set password or password_file, not both")
         if info.data.get("username") is None:
             raise ValueError("a password needs a username")
-        try:
-            value.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
         return value
 
     @model_validator(mode="after")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gateway import ConfigModel
+from gateway import ConfigModel, ReadableFile
 
 
 class CalendarConfig(ConfigModel):
@@ -14,7 +12,7 @@ class CalendarConfig(ConfigModel):
     ics_url: str | None = Field(default=None, description="an iCalendar feed URL")
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: ReadableFile | None = None
     poll_interval: float = Field(default=300, ge=10, le=86_400, description="seconds between fetches")
     lookahead: float = Field(default=86_400, ge=60, le=366 * 86_400, description="seconds ahead to fetch")
     timeout: float = Field(default=30, gt=0, le=300, description="seconds a fetch may take")
@@ -39,16 +37,6 @@ class CalendarConfig(ConfigModel):
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    @field_validator("password_file")
-    @classmethod
-    def _readable(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            try:
-                value.read_bytes()
-            except OSError as exc:
-                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
         return value
 
     @model_validator(mode="after")
