@@ -75,11 +75,6 @@ class Worker:
         """Items waiting to run."""
         return self._queue.qsize()
 
-    @property
-    def on_thread(self) -> bool:
-        """True when called from this worker's own thread."""
-        return threading.current_thread() is self._thread
-
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` regardless of the bound; it runs later on the worker thread."""
         self._queue.put((fn, args, None, _FREE))
