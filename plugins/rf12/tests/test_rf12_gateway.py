@@ -22,13 +22,6 @@ pytestmark = pytest.mark.broker
 ROOM = {"5": {"type": "roomNode", "name": "kitchen"}}
 
 
-@pytest.fixture
-def sim(tmp_path):
-    simulator = JeeLinkSimulator(tmp_path / "ttyRF12")
-    yield simulator
-    simulator.close()
-
-
 def retained(broker, topic: str) -> Received:
     """The message a client subscribing now gets on ``topic``: only a retained one comes at once."""
     late = MqttWatch(broker)

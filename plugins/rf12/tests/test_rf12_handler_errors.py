@@ -6,18 +6,10 @@ import logging
 
 import gateway_rf12
 import pytest
-from gateway_rf12.simulator import JeeLinkSimulator
 
 from gateway import hookimpl
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def sim(tmp_path):
-    simulator = JeeLinkSimulator(tmp_path / "ttyRF12")
-    yield simulator
-    simulator.close()
 
 
 class RawBytes:

@@ -11,18 +11,10 @@ import threading
 
 import gateway_rf12
 import pytest
-from gateway_rf12.simulator import JeeLinkSimulator
 
 from gateway import Component, ConfigModel, Entity, Message, hookimpl
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def sim(tmp_path):
-    simulator = JeeLinkSimulator(tmp_path / "ttyRF12")
-    yield simulator
-    simulator.close()
 
 
 class Thermometer:
