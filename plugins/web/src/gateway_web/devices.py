@@ -256,7 +256,7 @@ def is_plugin_topic(base: str, topic: str) -> bool:
     return len(parts) == 2 and parts[0] not in ("bridge", "") and parts[1] not in PLUGIN_TOPICS and parts[1] != ""
 
 
-def row(base: str, topic: str, state: Mapping[str, Any], heard_ms: float,
+def row(base: str, topic: str, state: Mapping[str, Any], heard_ms: float | None,
         found: Announcement | None) -> dict[str, Any]:
     """One row of the device table, every field plain text or a number."""
     plugin, name = plugin_and_name(base, topic)

@@ -25,7 +25,7 @@ class Tracked:
     """The last JSON object published on a topic under the base topic, and its recent traffic."""
 
     state: dict[str, Any]
-    heard: float
+    heard: float | None  # None: announced to Home Assistant but not heard yet
     history: deque[dict[str, Any]]
 
 
@@ -122,14 +122,17 @@ class Model:
             return []
         if not isinstance(data, dict):
             return []
-        known = self.tracked.pop(topic, None)  # re-inserted last: the dict's order is least recently heard
-        history = known.history if known is not None else deque(maxlen=self.config.history)
-        history.append(entry)
-        self.tracked[topic] = Tracked(data, now_ms, history)
+        self._track(topic, data, now_ms).history.append(entry)
         entry["device"] = topic if self.is_device(topic) else None
+        return [("device", topic)] if self.is_device(topic) else []
+
+    def _track(self, topic: str, state: dict[str, Any], heard: float | None) -> Tracked:
+        known = self.tracked.pop(topic, None)  # re-inserted last: the dict's order is least recently heard
+        tracked = self.tracked[topic] = Tracked(
+            state, heard, known.history if known is not None else deque(maxlen=self.config.history))
         while len(self.tracked) > self.config.max_topics:
             del self.tracked[next(iter(self.tracked))]
-        return [("device", topic)] if self.is_device(topic) else []
+        return tracked
 
     def _announce(self, topic: str, payload: bytes) -> list[Event]:
         old = self.announced.pop(topic, None)
@@ -142,13 +145,20 @@ class Model:
             self.by_state[found.state_topic] = topic
             for command in found.commands:
                 self.by_command[command.topic] = found.state_topic
+            if (found.state_topic not in self.tracked and found.state_topic.startswith(self.base + "/")
+                    and not found.state_topic.startswith(f"{self.base}/bridge/")):  # the bridge has its own view
+                self._track(found.state_topic, {}, None)  # listed before it is first heard
             if found.state_topic in self.tracked:
                 events.append(("device", found.state_topic))
         if old is not None and old.announcement.state_topic in self.tracked and (
                 found is None or found.state_topic != old.announcement.state_topic):
             state_topic = old.announcement.state_topic
-            events.append(("device", state_topic) if self.is_device(state_topic)
-                          else ("remove", {"topic": state_topic}))
+            if self.is_device(state_topic):
+                events.append(("device", state_topic))
+            else:
+                if self.tracked[state_topic].heard is None:
+                    del self.tracked[state_topic]
+                events.append(("remove", {"topic": state_topic}))
         return events
 
     def _unindex(self, old: Found) -> None:

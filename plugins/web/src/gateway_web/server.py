@@ -318,10 +318,11 @@ class Base(tornado.web.RequestHandler):
         if not self.server.host_allowed(self.request.host):
             raise tornado.web.HTTPError(421, reason="Misdirected Request")
         if not self.server.authorized(self.request.headers.get("Authorization")):
-            self.set_header("WWW-Authenticate", 'Basic realm="housebus", charset="UTF-8"')
             raise tornado.web.HTTPError(401)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 401:  # set here: sending an error clears the headers set before
+            self.set_header("WWW-Authenticate", 'Basic realm="housebus", charset="UTF-8"')
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(f"{status_code} {self._reason}\n")
 

@@ -6,6 +6,9 @@
 const LOG_KEEP = 500;
 const HISTORY_KEEP = 50;
 const $ = (id) => document.getElementById(id);
+// From the origin, not the page's address: fetch refuses a URL that carries user:password@, which
+// a page opened as http://user:password@host/ would pass on to a relative one.
+const api = (path) => location.origin + path;
 
 const page = {
   base: '', prefix: '', allowCommands: false, staleAfter: 3600,
@@ -41,7 +44,7 @@ function facts(dl, pairs) {
 }
 
 function ago(ms) {
-  if (!ms) return '';
+  if (!ms) return 'never';
   const s = Math.round((Date.now() - ms) / 1000);
   if (s < 2) return 'just now';
   if (s < 60) return `${s} s ago`;
@@ -71,7 +74,7 @@ function sortValue(row, key) {
 function deviceRow(row) {
   const values = el('td', { class: 'values' });
   for (const [key, value] of row.values) {
-    values.append(el('span', {}, el('span', { class: 'key', text: key }), el('span', { class: 'val', text: value })));
+    values.append(el('span', {}, el('span', { class: 'key', text: key }), ' ', el('span', { class: 'val', text: value })));
   }
   const tr = el('tr', { topic: row.topic },
     el('td', { class: 'plugin', text: row.plugin }),
@@ -208,7 +211,7 @@ async function openDevice(topic) {
   $('device-command').hidden = true;
   let detail;
   try {
-    const answer = await fetch('/api/device?topic=' + encodeURIComponent(topic), { headers: { Accept: 'application/json' } });
+    const answer = await fetch(api('/api/device?topic=') + encodeURIComponent(topic), { headers: { Accept: 'application/json' } });
     if (!answer.ok) { $('device-title').textContent = `${topic}: no such device`; return; }
     detail = await answer.json();
   } catch (err) {
@@ -229,7 +232,7 @@ async function openDevice(topic) {
 function showDeviceRow(row) {
   $('device-title').textContent = row.name;
   facts($('device-facts'), [['Topic', row.topic], ['Plugin', row.plugin], ['ID', row.id], ['Model', row.model],
-    ['Last seen', `${ago(row.last_seen)} (${new Date(row.last_seen).toLocaleString()})`],
+    ['Last seen', row.last_seen ? `${ago(row.last_seen)} (${new Date(row.last_seen).toLocaleString()})` : 'never'],
     ['Battery', row.battery ?? ''], ['Signal', row.signal ?? ''],
     ['Available', isOffline(row) ? 'offline' : 'online']]);
 }
@@ -262,7 +265,7 @@ async function sendCommand(event) {
   result.className = '';
   result.textContent = 'sending…';
   try {
-    const answer = await fetch('/api/command', {
+    const answer = await fetch(api('/api/command'), {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ topic, payload: $('command-payload').value }),
     });
@@ -315,13 +318,14 @@ function onMessage(entry) {
 
 function connect() {
   const status = $('connection');
-  const stream = new EventSource('/api/events');
+  const stream = new EventSource(api('/api/events'));
   const on = (name, fn) => stream.addEventListener(name, (e) => fn(JSON.parse(e.data)));
   on('snapshot', (s) => {
     Object.assign(page, { base: s.base, prefix: s.prefix, allowCommands: s.allow_commands, staleAfter: s.stale_after,
       availability: s.availability, info: s.info, bridge: s.bridge, log: s.log, missed: 0 });
     page.devices = new Map(s.devices.map((row) => [row.topic, row]));
     renderDevices(); renderBridge(); renderLog();
+    if (page.device) openDevice(page.device);  // its view was built before the page knew allow_commands
     status.textContent = 'live'; status.className = 'status live';
   });
   on('message', onMessage);
