@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo mosquitto bench check mutation clean
+.PHONY: install test demo mosquitto chromium bench check mutation clean
 
 install: $(STAMP)
 
@@ -32,7 +32,21 @@ mosquitto:
 		exit 1; \
 	fi
 
-test: install mosquitto
+# The web page's tests run in Debian's headless Chromium, driven by selenium through chromedriver.
+chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then \
+		echo "installing chromium and chromium-driver with sudo apt-get"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "chromium is missing: the web page's tests need Chromium and its chromedriver at /usr/bin (Debian: 'apt-get install chromium chromium-driver')" >&2; \
+		exit 1; \
+	fi
+
+test: install mosquitto chromium
 	$(PY) -m pytest
 
 demo: install mosquitto

@@ -1,4 +1,4 @@
-"""A real headless Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by selenium), and sites to point it at.
+"""A real headless Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by selenium), and sites for it.
 
 A site is a gateway with the web page and both radios on their simulators, on the suite's
 broker. Both are module-scoped: starting Chromium and a gateway once per module keeps the

@@ -27,7 +27,8 @@ const tr = [...document.querySelectorAll('#devices tbody tr')].find((r) => r.dat
 if (!tr) return null;
 const cell = (c) => tr.querySelector('td.' + c);
 return {plugin: cell('plugin').textContent, name: cell('name').textContent, id: cell('id').textContent,
-        ago: cell('ago').textContent, battery: cell('battery').textContent, low: cell('battery').classList.contains('low'),
+        ago: cell('ago').textContent, battery: cell('battery').textContent,
+        low: cell('battery').classList.contains('low'),
         signal: cell('signal').textContent, values: cell('values').innerText, classes: tr.className};
 """
 

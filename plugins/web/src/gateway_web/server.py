@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import hmac
 import json
 import logging
@@ -115,10 +116,8 @@ class Client:
     async def take(self, timeout: float) -> bytes:
         """What is queued (b"" after ``timeout`` with nothing, or once closed)."""
         if not self.chunks and not self.closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                pass
         self._ready.clear()
         data, self.chunks, self.size = b"".join(self.chunks), [], 0
         return data
@@ -151,6 +150,7 @@ class WebServer:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._failed: BaseException | None = None
+        self._draining: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         """Bind the address now (so that a port in use is an error at start) and serve on a new thread.
@@ -213,13 +213,11 @@ class WebServer:
 
         async def drain() -> None:
             if self._http is not None:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._http.close_all_connections(), 2)
-                except TimeoutError:
-                    pass
             asyncio.get_running_loop().stop()
 
-        asyncio.ensure_future(drain())
+        self._draining = asyncio.ensure_future(drain())
 
     # ---- from other threads ---------------------------------------------------------
 
@@ -227,10 +225,8 @@ class WebServer:
         """Run ``fn(*args)`` on the server's loop; nothing if the server has stopped."""
         loop = self._loop
         if loop is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped
                 loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # the loop is closed: the server stopped
-                pass
 
     # ---- on the loop ----------------------------------------------------------------
 
@@ -336,7 +332,7 @@ class Base(tornado.web.RequestHandler):
 
 
 class Page(Base):
-    def initialize(self, server: WebServer, name: str = "index.html", **_: Any) -> None:  # type: ignore[override]
+    def initialize(self, server: WebServer, name: str = "index.html", **_: Any) -> None:
         super().initialize(server)
         self.name = name
 
@@ -392,7 +388,7 @@ class DeviceView(Base):
 
 
 class Command(Base):
-    """``POST {"topic": ..., "payload": ...}``: publish a command, if commands are allowed and it comes from the page."""
+    """``POST {"topic": ..., "payload": ...}``: publish a command, if commands are on and it comes from the page."""
 
     def check_xsrf_cookie(self) -> None:  # the Origin check below stands in for tornado's cookie
         pass
