@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo mosquitto chromium bench check mutation clean
+.PHONY: install test demo mosquitto chromium screenshot bench check mutation clean
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ test: install mosquitto chromium
 
 demo: install mosquitto
 	$(VENV)/bin/housebus demo
+
+# The README's pictures of the web page, taken from the demo.
+screenshot: install mosquitto chromium
+	$(PY) tools/screenshot.py
 
 bench: install mosquitto
 	$(PY) bench/run.py

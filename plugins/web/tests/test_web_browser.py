@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from gateway_rfxtrx.simulator import temp_hum_frame
-from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -51,7 +51,9 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
 
 def wait(driver: Any, condition: Callable[[], Any], timeout: float = 10, what: str = "the page") -> Any:
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.02).until(lambda _: condition())
+        # The page rebuilds the table as readings come in: an element read a moment ago may be gone.
+        return WebDriverWait(driver, timeout, poll_frequency=0.02,
+                             ignored_exceptions=[StaleElementReferenceException]).until(lambda _: condition())
     except TimeoutException:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
@@ -68,6 +70,13 @@ def device_row(driver: Any, topic: str, predicate: Callable[[dict[str, Any]], bo
         return row if row is not None and predicate(row) else None
 
     return wait(driver, found, timeout, what=f"the row of {topic}")  # type: ignore[no-any-return]
+
+
+def texts(driver: Any, selector: str, attribute: str | None = None) -> list[str]:
+    """The text (or an attribute) of every element matching ``selector``, read in one go."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "return [...document.querySelectorAll(arguments[0])].map((e) => arguments[1] ? e.getAttribute(arguments[1])"
+        " : e.textContent)", selector, attribute)
 
 
 def device_url(site: Site, name: str) -> str:
@@ -118,7 +127,7 @@ def test_a_command_from_the_device_form_reaches_the_stick_as_the_right_frame(bro
     open_page(browser, device_url(site, "wall_switch"))
     wait(browser, lambda: browser.find_element(By.ID, "device-command").is_displayed(), what="the command form")
     assert browser.find_element(By.ID, "command-topic").get_attribute("value") == f"{site.base}/rfxtrx/wall_switch/set"
-    examples = {b.text: b for b in browser.find_elements(By.CSS_SELECTOR, "#command-examples button")}
+    examples = {b.text: b for b in browser.find_elements(By.CSS_SELECTOR, "#command-examples button")}  # not rebuilt
     assert sorted(examples) == ["OFF", "ON"]
     examples["OFF"].click()
     examples["ON"].click()
@@ -223,38 +232,39 @@ def test_sorting_and_greying_out_devices_not_heard_for_long(browser: Any, site: 
     assert "stale" not in garden["classes"]
 
     def names() -> list[str]:
-        return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#devices tbody td.name")]
+        return texts(browser, "#devices tbody td.name")
+
+    def sorted_by_name(reverse: bool) -> bool:
+        shown = names()
+        return len(shown) > 1 and shown == sorted(shown, key=str.lower, reverse=reverse)
 
     header = browser.find_element(By.CSS_SELECTOR, "#devices th[data-key=name] button")
     header.click()
-    wait(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#devices th[data-key=name]")
-         .get_attribute("aria-sort") == "descending")
-    assert names() == sorted(names(), key=str.lower, reverse=True)
+    wait(browser, lambda: texts(browser, "#devices th[data-key=name]", "aria-sort") == ["descending"])
+    wait(browser, lambda: sorted_by_name(reverse=True), what="Z to A")
     header.click()
-    wait(browser, lambda: names() == sorted(names(), key=str.lower))
+    wait(browser, lambda: sorted_by_name(reverse=False), what="A to Z")
     browser.find_element(By.CSS_SELECTOR, "#devices th[data-key=last_seen] button").click()  # newest first
 
-    def seen() -> list[float]:
-        cells = browser.find_elements(By.CSS_SELECTOR, "#devices td.ago")
-        return [float(t) if (t := e.get_attribute("data-t")) != "null" else 0.0 for e in cells]  # 0: never heard
+    def newest_first() -> bool:
+        seen = [float(t) if t != "null" else 0.0 for t in texts(browser, "#devices td.ago", "data-t")]
+        return seen == sorted(seen, reverse=True) and names()[-1] == "attic"  # 0: never heard
 
-    wait(browser, lambda: seen() == sorted(seen(), reverse=True), what="newest first")
-    assert names()[-1] == "attic"
+    wait(browser, newest_first, what="newest first")
     assert console_errors(browser) == []
 
 
 def test_the_bridge_view_shows_version_plugins_availability_and_queues(browser: Any, site: Site) -> None:
     open_page(browser, site.url + "#/bridge")
     wait(browser, lambda: "Version" in browser.find_element(By.ID, "bridge-facts").text, what="bridge/info")
-    rows = wait(browser, lambda: (lambda r: r if len(r) >= 3 else None)([
-        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-        for tr in browser.find_elements(By.CSS_SELECTOR, "#bridge-plugins tbody tr")]), what="the plugins")
+    rows = wait(browser, lambda: (lambda r: r if len(r) >= 3 else None)(browser.execute_script(
+        "return [...document.querySelectorAll('#bridge-plugins tbody tr')]"
+        ".map((tr) => [...tr.cells].map((td) => td.textContent))")), what="the plugins")
     by_component = {r[2]: r for r in rows}
     for name in ("rfxtrx", "rf12", "web"):
         assert by_component[name][3] == "running"
     assert by_component["rfxtrx"][4] == "online" and by_component["rf12"][4] == "online"
-    queues = {tr.find_element(By.TAG_NAME, "td").text for tr in browser.find_elements(
-        By.CSS_SELECTOR, "#bridge-queues tbody tr")}
+    queues = set(texts(browser, "#bridge-queues tbody tr td:first-child"))
     assert {"rfxtrx", "rf12", "web"} <= queues
     wait(browser, lambda: "counters.packets" in browser.find_element(By.ID, "bridge-info").text, what="counters")
     assert console_errors(browser) == []
@@ -266,8 +276,7 @@ def test_the_live_log_filters_pauses_and_highlights_errors(browser: Any, site: S
     site.jeelink.room_node(3, temperature=17.25)
     site.rfxtrx.inject(temp_hum_frame(0x7002, 18.5, 50, seq=4))
     wait(browser, lambda: "17.2" in browser.find_element(By.ID, "log").text, what="the kitchen reading")
-    topics = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log li .t")}
-    assert topics == {f"{site.base}/rf12/kitchen"}
+    assert set(texts(browser, "#log li .t")) == {f"{site.base}/rf12/kitchen"}
     browser.find_element(By.ID, "log-filter").clear()
     site.watch.publish(f"{site.base}/bridge/error", {"topic": "x", "error": "a highlighted problem"})
     error = wait(browser, lambda: next((li for li in browser.find_elements(By.CSS_SELECTOR, "#log li.error")

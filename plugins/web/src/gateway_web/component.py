@@ -26,7 +26,7 @@ class Web(Component[WebConfig]):
 
     def __init__(self, ctx: Context[WebConfig]) -> None:
         super().__init__(ctx)
-        self.model = Model(ctx.base_topic, ctx.discovery.settings.prefix, ctx.config)
+        self.model = Model(ctx.base_topic, ctx.discovery.settings.prefix, ctx.config, f"{ctx.discovery.node}_")
         self.server: WebServer | None = None
         self._frame: Any = None
 

@@ -64,7 +64,10 @@ def as_text(value: Any, limit: int = MAX_TEXT) -> str:
     elif isinstance(value, bool) or value is None:
         text = json.dumps(value)
     elif isinstance(value, int | float):
-        text = repr(value)
+        try:
+            text = repr(value)
+        except ValueError:  # an int of more digits than Python writes out (sys.get_int_max_str_digits)
+            text = "…"
     else:
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -78,7 +81,8 @@ def seen_ms(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and 0 < value < 1e14 else None
+        # Compared, not math.isfinite: that raises OverflowError on an int beyond a float; NaN compares False.
+        return float(value) if 0 < value < 1e14 else None
     if isinstance(value, str) and len(value) <= 64:
         try:
             when = datetime.fromisoformat(value)
@@ -257,21 +261,27 @@ def is_plugin_topic(base: str, topic: str) -> bool:
 
 
 def row(base: str, topic: str, state: Mapping[str, Any], heard_ms: float | None,
-        found: Announcement | None) -> dict[str, Any]:
-    """One row of the device table, every field plain text or a number."""
+        found: Announcement | None, id_prefix: str = "") -> dict[str, Any]:
+    """One row of the device table, every field plain text or a number.
+
+    ``id_prefix`` is what the gateway puts before its discovery ids (its base topic as a slug):
+    the id shown is the one after it.
+    """
     plugin, name = plugin_and_name(base, topic)
     units = found.units if found else {}
     ident = state.get("id")
     if isinstance(ident, str | int) and not isinstance(ident, bool):
         shown_id = as_text(ident, 60)
     elif found is not None and found.id:
-        shown_id = found.id
+        own = id_prefix and found.id.startswith(id_prefix)
+        shown_id = as_text(found.id[len(id_prefix):] if own else found.id, 60)
     else:
         shown_id = ""
     battery = None
     low = False
     level = state.get("battery")
-    if isinstance(level, int | float) and not isinstance(level, bool) and math.isfinite(level):
+    # An int is checked apart: math.isfinite raises OverflowError on one beyond a float (a 400-digit level).
+    if (isinstance(level, int) and not isinstance(level, bool)) or (isinstance(level, float) and math.isfinite(level)):
         battery = f"{as_text(level)} {units.get('battery', '%')}"
         low = level <= 20
     elif isinstance(state.get("battery_low"), bool):

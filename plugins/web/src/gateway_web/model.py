@@ -41,6 +41,7 @@ class Model:
     base: str
     prefix: str
     config: WebConfig
+    id_prefix: str = ""  # the gateway's discovery ids start with it (``Discovery.node`` and "_")
     tracked: dict[str, Tracked] = field(default_factory=dict)
     announced: dict[str, Found] = field(default_factory=dict)  # discovery topic -> what it says
     by_state: dict[str, str] = field(default_factory=dict)  # state topic -> discovery topic
@@ -199,7 +200,8 @@ class Model:
     def row(self, topic: str) -> dict[str, Any]:
         tracked = self.tracked[topic]
         found = self._found(topic)
-        return row(self.base, topic, tracked.state, tracked.heard, found.announcement if found else None)
+        return row(self.base, topic, tracked.state, tracked.heard, found.announcement if found else None,
+                   self.id_prefix)
 
     def devices(self) -> list[dict[str, Any]]:
         return [self.row(topic) for topic in self.tracked if self.is_device(topic)]
@@ -247,7 +249,8 @@ def bridge_summary(info: dict[str, Any]) -> dict[str, Any]:
         return as_text(value, limit) if value is not None else ""
 
     plugins = []
-    for plugin in info.get("plugins") or []:
+    listed = info.get("plugins")
+    for plugin in listed if isinstance(listed, list) else []:  # not `or []`: a number is not iterable
         if not isinstance(plugin, dict):
             continue
         components = plugin.get("components")
@@ -259,8 +262,9 @@ def bridge_summary(info: dict[str, Any]) -> dict[str, Any]:
             if isinstance(components, dict) else [],
             "errors": [[text(k, 80), text(v, 500)] for k, v in errors.items()] if isinstance(errors, dict) else [],
         })
+    failed_plugins = info.get("failed_plugins")
     failed = [[text(p.get("name"), 80), text(p.get("error"), 500)]
-              for p in info.get("failed_plugins") or [] if isinstance(p, dict)]
+              for p in (failed_plugins if isinstance(failed_plugins, list) else []) if isinstance(p, dict)]
     skipped = info.get("skipped_sections")
     queues = info.get("queues")
     mqtt = info.get("mqtt")
