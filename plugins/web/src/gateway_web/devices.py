@@ -44,12 +44,12 @@ def _finite(text: str) -> float:
     return value
 
 
-def parse_json(payload: bytes) -> Any:
-    """The payload as JSON, or None if it is not (too big, not UTF-8, NaN, 1e400, nested too deep).
+def parse_json(payload: bytes, limit: int = MAX_JSON) -> Any:
+    """The payload as JSON, or None if it is not (over ``limit`` bytes, not UTF-8, NaN, 1e400, nested too deep).
 
     What it returns encodes again as strict JSON, which the browser's ``JSON.parse`` reads.
     """
-    if len(payload) > MAX_JSON:
+    if len(payload) > limit:
         return None
     try:
         return json.loads(payload, parse_constant=_reject_constant, parse_float=_finite)
@@ -143,13 +143,17 @@ class Announcement:
     availability: list[str] = field(default_factory=list)
 
 
-def _components(config: dict[str, Any], topic: str) -> Iterator[dict[str, Any]]:
+def _components(config: dict[str, Any], topic: str, prefix: str) -> Iterator[dict[str, Any]]:
     parts = topic.split("/")
     comps = config.get("components")
     if isinstance(comps, dict):
         for comp in comps.values():
             if isinstance(comp, dict):
                 yield expand(comp)
+    elif prefix and topic.startswith(prefix + "/"):  # the prefix may have levels of its own
+        parts = topic[len(prefix) + 1:].split("/")
+        if len(parts) in (3, 4):  # <platform>/[<node>/]<object>/config: one entity
+            yield {"platform": parts[0], **config}
     elif len(parts) >= 4:  # <prefix>/<platform>/[<node>/]<object>/config: one entity
         yield {"platform": parts[-3] if len(parts) == 4 else parts[-4], **config}
 
@@ -198,8 +202,8 @@ def _examples(component: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def announcement(topic: str, payload: Any) -> Announcement | None:
-    """Read a discovery config (device-based or one entity); None if it is not one."""
+def announcement(topic: str, payload: Any, prefix: str = "") -> Announcement | None:
+    """Read a discovery config (device-based or one entity) published under ``prefix``; None if it is not one."""
     if not isinstance(payload, dict):
         return None
     config = expand(payload)
@@ -216,7 +220,7 @@ def announcement(topic: str, payload: Any) -> Announcement | None:
             found.id = ids
     found.availability = _availability(config)
     commands: dict[str, Command] = {}
-    for comp in _components(config, topic):
+    for comp in _components(config, topic, prefix):
         if found.state_topic is None:
             found.state_topic = _str(comp.get("state_topic"))
         key = _key_of(comp)

@@ -139,7 +139,7 @@ class Model:
         old = self.announced.pop(topic, None)
         if old is not None:
             self._unindex(old)
-        found = announcement(topic, parse_json(payload)) if payload else None
+        found = announcement(topic, parse_json(payload), self.prefix) if payload else None
         events: list[Event] = []
         if found is not None and found.state_topic is not None:
             self._bounded(self.announced, topic, Found(found, parse_json(payload), topic))

@@ -36,6 +36,7 @@ from gateway_web.devices import parse_json
 PING = 20.0  # seconds between comments on an idle stream, so that proxies and phones keep it open
 CLIENT_LIMIT = 4 * 1024 * 1024  # bytes queued for one page before it is cut off (it reconnects for a snapshot)
 MAX_COMMAND = 64 * 1024  # bytes of a command's payload
+MAX_BODY = 256 * 1024  # bytes of a request body: a command's payload with JSON's escapes
 STATIC = {  # the page's files: name -> content type
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
@@ -96,6 +97,7 @@ class Client:
         self.active = False  # set when its snapshot arrives; events before that are in the snapshot
         self.closed = False
         self.overflowed = False
+        self.on_overflow: Callable[[], None] | None = None  # set by its stream: ends the connection
         self._ready = asyncio.Event()
 
     def push(self, data: bytes) -> None:
@@ -104,6 +106,8 @@ class Client:
         if self.size + len(data) > self.limit:
             self.overflowed = True  # a page that cannot keep up starts again from a snapshot
             self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
             return
         self.chunks.append(data)
         self.size += len(data)
@@ -175,8 +179,9 @@ class WebServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            app = tornado.web.Application(_routes(self), log_function=self._log_request)
-            self._http = tornado.httpserver.HTTPServer(app, ssl_options=ssl_context, max_body_size=256 * 1024,
+            app = tornado.web.Application(_routes(self), log_function=self._log_request,
+                                          default_handler_class=NotFound, default_handler_args={"server": self})
+            self._http = tornado.httpserver.HTTPServer(app, ssl_options=ssl_context, max_body_size=MAX_BODY,
                                                        idle_connection_timeout=120)
             self._http.add_sockets(sockets)
             self._loop = loop
@@ -331,6 +336,14 @@ class Base(tornado.web.RequestHandler):
         self.finish(json.dumps(data, separators=(",", ":")))
 
 
+class NotFound(Base):
+    """Any other path: the Host and login checks and the security headers too, then 404."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
 class Page(Base):
     def initialize(self, server: WebServer, name: str = "index.html", **_: Any) -> None:
         super().initialize(server)
@@ -359,6 +372,7 @@ class Events(Base):
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("X-Accel-Buffering", "no")  # nginx in front must not hold the stream back
         client = self.client = self.server.open_client()
+        client.on_overflow = self._cut_off
         try:
             self.write(b"retry: 2000\n\n")
             await self.flush()
@@ -375,6 +389,13 @@ class Events(Base):
     def on_connection_close(self) -> None:
         if self.client is not None:
             self.client.close()
+
+    def _cut_off(self) -> None:
+        # A page that stopped reading leaves the flush above waiting for ever, with its socket and its
+        # place in open_streams: closing the socket ends that flush (and the page reconnects).
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
 
 
 class DeviceView(Base):
@@ -401,7 +422,7 @@ class Command(Base):
             return self.fail(403, "cross-origin request refused: send commands from the page itself")
         if not self.request.headers.get("Content-Type", "").startswith("application/json"):
             return self.fail(415, "send the command as application/json")
-        body = parse_json(self.request.body)
+        body = parse_json(self.request.body, limit=MAX_BODY)
         topic = body.get("topic") if isinstance(body, dict) else None
         payload = body.get("payload") if isinstance(body, dict) else None
         if not isinstance(topic, str) or not isinstance(payload, str):
