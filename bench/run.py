@@ -20,14 +20,12 @@ had a moment to settle. Figures are printed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -38,60 +36,11 @@ from typing import Any
 from gateway.broker import Broker
 from gateway.demo import to_toml
 from gateway.plugins import load_plugins
+from gateway.procfs import PeakSampler, cpu_seconds, rss_mb
 from gateway.simulator import PtyPort
 from gateway.testing import MqttWatch
 
-TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE = 2.0  # seconds the gateway gets after its queues are empty before memory is read again
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def status_mb(pid: int, field: str) -> float:
-    """A memory figure (``VmRSS``, ``VmHWM``) of the process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mb(pid: int) -> float:
-    return status_mb(pid, "VmRSS")
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset the process's VmHWM to its current RSS (Linux 4.0+); False where that is not allowed."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-class PeakSampler:
-    """Samples a process's VmRSS on a thread of its own; VmHWM alone would miss nothing, but may not be resettable."""
-
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid = pid
-        self.peak = rss_mb(pid)
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.hwm_reset = reset_peak(pid)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, rss_mb(self.pid))
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        peak = max(self.peak, rss_mb(self.pid))
-        return max(peak, status_mb(self.pid, "VmHWM")) if self.hwm_reset else peak
 
 
 @dataclass

@@ -21,6 +21,17 @@ from gateway.mqtt import MqttBus
 from gateway.testing import Topics, gateway_config
 
 
+FAULTS = Path(__file__).parent / "faults"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``tests/faults`` runs with ``make faults`` (or when named on the command line), not in ``make test``."""
+    if collection_path == FAULTS and not any(
+            Path(arg.split("::")[0]).resolve().is_relative_to(FAULTS) for arg in config.args):
+        return True
+    return None
+
+
 @pytest.fixture
 def fake_dist(tmp_path: Path) -> Callable[..., Path]:
     """``make(name, module_source)`` installs a one-module distribution with a housebus entry point.
