@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo mosquitto chromium screenshot bench check mutation clean
+.PHONY: install test faults demo mosquitto chromium screenshot bench soak check mutation clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ chromium:
 test: install mosquitto chromium
 	$(PY) -m pytest
 
+# The fault-injection suite (tests/faults): prints each case's figure against its target.
+faults: install mosquitto
+	$(PY) -m pytest -p no:randomly -rA tests/faults
+
 demo: install mosquitto
 	$(VENV)/bin/housebus demo
 
@@ -58,6 +62,11 @@ screenshot: install mosquitto chromium
 
 bench: install mosquitto
 	$(PY) bench/run.py
+
+# Both radios at line rate plus a command a second, sampled every 10 s; exits 1 if a target is missed.
+MINUTES ?= 30
+soak: install mosquitto
+	$(PY) bench/soak.py --minutes $(MINUTES)
 
 # Lint and type-check the core and the plugins (not part of `make test`).
 check: install
