@@ -19,6 +19,7 @@ Ordering and loss are handled here rather than left to paho:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import ssl
@@ -29,6 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+if "paho.mqtt.client" not in sys.modules and "dns.resolver" not in sys.modules:
+    # paho imports dnspython when it is installed (another plugin's dependency may bring it), only for
+    # connect_srv, which the gateway never calls: that import alone cost the idle gateway 2 MB. A None
+    # in sys.modules makes paho's ``import dns.resolver`` fail at once; whoever imports it later gets it.
+    sys.modules["dns.resolver"] = None  # type: ignore[assignment]
+    try:
+        importlib.import_module("paho.mqtt.client")
+    finally:
+        if "dns.resolver" in sys.modules and sys.modules["dns.resolver"] is None:
+            del sys.modules["dns.resolver"]
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -213,7 +224,7 @@ class MqttBus:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        # No on_publish: hold() sets it while a component waits, so that PUBACKs cost nothing otherwise.
         self._client = client
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -261,20 +272,27 @@ class MqttBus:
         broker is away (the outbox bounds that case), on paho's own thread, or longer than
         ``BACKLOG_HOLD_MAX``.
         """
-        if self.backlog < BACKLOG_MAX or not self._connected:
+        # Once per serial read: the two lengths inline, rather than through ``backlog``.
+        client = self._client
+        if ((len(client._out_messages) < BACKLOG_MAX and len(client._out_packet) < BACKLOG_MAX)
+                or not self._connected):
             return
         if threading.current_thread() is getattr(self._client, "_thread", None):
             return  # only paho's thread makes the backlog shrink
         with self._drained:
             self._held += 1
+            # paho reads its callbacks under its own lock and calls them without it: no lock order to fear.
+            client.on_publish = self._on_publish
             try:
                 self._drained.wait_for(lambda: not self._connected or self.backlog < BACKLOG_MAX // 2,
                                        BACKLOG_HOLD_MAX)
             finally:
                 self._held -= 1
+                if not self._held:
+                    client.on_publish = None
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
-        # Per acknowledged message: keep it to a read of one int unless a component is held.
+        # Per acknowledged message while a component is held (hold() installs it then).
         if self._held and self.backlog < BACKLOG_MAX // 2:
             with self._drained:
                 self._drained.notify_all()

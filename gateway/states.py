@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway.mqtt import MqttBus
+
+# One encoder for every state: json.dumps with arguments builds a new JSONEncoder at each call.
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _attribute_payload(value: Any) -> bytes | str:
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _to_json(value)
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def iso8601(when: float) -> str:
-    """``2026-11-29T23:40:01.250Z``: UTC with milliseconds, as zigbee2mqtt's ``ISO_8601``."""
-    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-29T23:40:01.250Z``: UTC with milliseconds, as zigbee2mqtt's ``ISO_8601``.
+
+    The same text as ``datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")`` (the
+    microseconds rounded half to even, then cut to milliseconds), at a fraction of its cost: it runs
+    for every reading, and readings within one second share the date and time of day.
+    """
+    second = math.floor(when)
+    micros = round((when - second) * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
 
 
 def epoch_ms(when: float) -> int:
@@ -94,7 +113,7 @@ class StateStore:
         topic = f"{self._base}/{device}"
         messages: list[tuple[str, str | bytes]] = []
         if self._json:
-            messages.append((topic, json.dumps(state, separators=(",", ":"), ensure_ascii=False)))
+            messages.append((topic, _to_json(state)))
         if self._attributes:
             messages.extend((f"{topic}/{key}", _attribute_payload(value)) for key, value in changed.items())
         return messages

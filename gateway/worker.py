@@ -54,8 +54,13 @@ class Worker:
         self.dropped = 0
         self._log = log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # A permit per bounded item queued; SimpleQueue itself has no bound.
-        self._room = threading.BoundedSemaphore(queue_size)
+        # Bounded items queued and not yet taken; SimpleQueue itself has no bound. A plain lock and a
+        # count, not a BoundedSemaphore: that one is Python code on a Condition, and every serial read
+        # passes here twice. A reader that finds no room waits on ``_room`` (the same lock).
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._bounded = 0
+        self._waiting = 0  # readers waiting in put() for room
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"housebus-{name}", daemon=True)
 
@@ -81,18 +86,26 @@ class Worker:
 
     def offer(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Queue ``fn(*args)`` if there is room; False (and counted in ``dropped``) if not. Never waits."""
-        if self._room.acquire(blocking=False):
-            self._queue.put((fn, args, None, _DELIVERY))
-            return True
-        self.dropped += 1
-        return False
+        with self._lock:
+            if self._bounded >= self.queue_size:
+                self.dropped += 1
+                return False
+            self._bounded += 1
+        self._queue.put((fn, args, None, _DELIVERY))
+        return True
 
     def put(self, fn: Callable[..., Any], *args: Any, cancel: threading.Event | None = None) -> bool:
         """Queue ``fn(*args)``, waiting for room; False if ``cancel`` is set or the worker stops first."""
-        room = self._room
-        while not room.acquire(timeout=_PUT_POLL):
-            if self._stopped or (cancel is not None and cancel.is_set()):
-                return False
+        with self._lock:  # the lock of the _room condition: waiting on it releases the lock
+            while self._bounded >= self.queue_size:
+                self._waiting += 1
+                try:
+                    self._room.wait(_PUT_POLL)
+                finally:
+                    self._waiting -= 1
+                if self._bounded >= self.queue_size and (self._stopped or (cancel is not None and cancel.is_set())):
+                    return False
+            self._bounded += 1
         self._queue.put((fn, args, None, _READ))
         return True
 
@@ -104,7 +117,7 @@ class Worker:
 
     def _run(self) -> None:
         get = self._queue.get
-        release = self._room.release
+        lock = self._lock
         hold = self._hold
         while True:
             item = get()
@@ -117,7 +130,10 @@ class Worker:
                         hold()  # before the release: while held, the queue stays full and the reader waits
                     except Exception:
                         self._log.exception("%s: error in the hold before a queued item", self.name)
-                release()
+                with lock:
+                    self._bounded -= 1
+                    if self._waiting:
+                        self._room.notify()
             if future is None:
                 try:
                     fn(*args)
