@@ -20,6 +20,7 @@ from gateway.mqtt import Message, MqttBus
 from gateway.plugins import PluginSet
 from gateway.services import Services, start_order
 from gateway.states import StateStore
+from gateway.systemd import Systemd
 from gateway.worker import Worker
 
 log = logging.getLogger("housebus")
@@ -79,6 +80,7 @@ class Gateway:
         self.running: list[Running] = []
         self._stopped = threading.Event()
         self._info_due = threading.Lock()  # held while a refresh of bridge/info is scheduled
+        self.systemd = Systemd(self)  # a no-op unless run by systemd (NOTIFY_SOCKET)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -93,8 +95,10 @@ class Gateway:
             self.discovery.publish(self.discovery.bridge_device())
         self.bus.subscribe(f"{self.base}/bridge/request/+", self._on_request)
         self.scheduler.start()
+        self.systemd.start()  # before the bus: it reports the first connection attempt too
         self.bus.start()
         self._start_components()
+        self.systemd.started()  # the watchdog starts; READY=1 now, or on the first connect
         if self.bus.connected:  # otherwise the on-connect callback publishes it
             self.publish_info()
 
@@ -143,6 +147,7 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.systemd.stopping()
         deadline = time.monotonic() + STOP_BUDGET
         links = []
         for running in reversed(self.running):
@@ -238,8 +243,9 @@ class Gateway:
         transaction = None
         try:
             request = message.json() if message.payload.strip() else {}
-            if isinstance(request, dict):
-                transaction = request.get("transaction")
+            if not isinstance(request, dict):
+                raise ValueError('a request is a JSON object, such as {"transaction": 1}, or empty')
+            transaction = request.get("transaction")
         except Exception as exc:
             self.report_error("bridge", message.topic, str(exc))
             return

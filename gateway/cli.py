@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,9 +30,39 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", " | ")
 
 
+class JournalFormatter(OneLineFormatter):
+    """For stderr connected to journald: no timestamp (journald adds its own), and the syslog
+    priority as a ``<N>`` prefix, which journald takes off and keeps (``journalctl -p warning``)."""
+
+    PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{super().format(record)}"
+
+
+def stderr_is_journal() -> bool:
+    """True if stderr goes to journald: ``JOURNAL_STREAM`` names its device and inode.
+
+    Checked rather than merely present, as systemd.exec(5) asks: a process started by the
+    service with its stderr redirected inherits the variable.
+    """
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no stderr, or one without a descriptor
+        return False
+    return expected == f"{stat.st_dev}:{stat.st_ino}"
+
+
 def setup_logging(level: int | str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)  # third-party libraries stay quiet

@@ -84,7 +84,7 @@ class Message:
         """The payload parsed as JSON; raises ``CommandError`` if it is not JSON."""
         try:
             return json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise CommandError(f"payload is not valid JSON: {exc}") from None
 
 
@@ -186,6 +186,7 @@ class MqttBus:
         self.state_topic = state_topic
         self.dropped = 0
         self.on_connected: list[Callable[[], None]] = []
+        self.on_down: list[Callable[[str], None]] = []  # told why, at each failed attempt (network thread)
         self._lock = threading.RLock()
         self._drained = threading.Condition(threading.Lock())  # a held component waits here for PUBACKs
         self._held = 0
@@ -251,6 +252,12 @@ class MqttBus:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def network_alive(self) -> bool:
+        """True while paho's network thread runs (it ends only by ``stop`` or a bug)."""
+        thread = getattr(self._client, "_thread", None)  # paho has no public accessor
+        return thread is not None and thread.is_alive()
 
     @property
     def queued(self) -> int:
@@ -440,12 +447,17 @@ class MqttBus:
             self._log_down(f"broker closed the connection before it was up: {rc}")
 
     def _log_down(self, message: str) -> None:
-        """Log the first failure of an outage only; the rest go to debug."""
+        """Log the first failure of an outage only, the rest at debug; tell ``on_down`` of each."""
         if self._down_logged:
             log.debug("%s", message)
         else:
             self._down_logged = True
             log.warning("%s; retrying with backoff up to %d s", message, RECONNECT_MAX_DELAY)
+        for callback in self.on_down:
+            try:
+                callback(message)
+            except Exception:
+                log.exception("error in on-down callback %s", callback)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
