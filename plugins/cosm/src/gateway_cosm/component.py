@@ -90,6 +90,7 @@ class Cosm(Component[CosmConfig]):
         self._stopped = False
         self._skipped_logged: set[str] = set()
         self._info: dict[str, Any] | None = None
+        self._buffer_error: str | None = None  # why the buffer takes no readings, while it does not
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -145,8 +146,22 @@ class Cosm(Component[CosmConfig]):
             self._publish_info()
             return
         value, at = parsed
-        self.store.add(stream.id, now if at is None else at, value)
+        try:
+            self.store.add(stream.id, now if at is None else at, value)
+        except Exception as exc:  # an sqlite3.Error: disk full, read-only, I/O error
+            self._buffer_failed(exc)
+            return
+        if self._buffer_error is not None:
+            self._buffer_error = None
+            self.ctx.log.info("the buffer in %s takes readings again", self.ctx.data_dir)
         self._publish_info()
+
+    def _buffer_failed(self, exc: Exception) -> None:
+        """A reading the buffer could not take: reported once per kind of failure, not once per reading."""
+        error = f"cannot buffer readings in {self.ctx.data_dir}: {exc}; readings are lost until it can"
+        if error != self._buffer_error:
+            self._buffer_error = error
+            self.ctx.report_error(self.info_topic, error)
 
     @staticmethod
     def _parse(stream: Datastream, payload: bytes) -> tuple[str, float | None] | str:

@@ -5,6 +5,7 @@ Pure functions and values, so that what a command does can be tested without a r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,7 +65,7 @@ class Command:
 
 
 def _byte(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value != int(value):
         raise BadCommand(f"{what} must be a whole number 0-255, got {value!r}")
     if not 0 <= value <= 255:
         raise BadCommand(f"{what} must be 0-255, got {value!r}")

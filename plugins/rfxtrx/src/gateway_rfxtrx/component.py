@@ -296,7 +296,9 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             return
         self._unknown_last = (key, now)
         self.counters.unknown += 1
-        self._log_once(f"unknown-{exc.packet_type}-{exc.subtype}",
+        # Once per packet type, not per subtype: noise or a wrong baud rate makes up thousands of
+        # type/subtype pairs (about 6 700 in 1 MB of random bytes), each of which would be a warning.
+        self._log_once(f"unknown-{exc.packet_type}",
                        "%s (frame %s); published on %s", exc, frame.hex(), self.ctx.topic("rfxtrx", "unknown"))
         self.ctx.publish(self.ctx.topic("rfxtrx", "unknown"), {
             "packet_type": f"{exc.packet_type:02x}", "subtype": f"{exc.subtype:02x}", "raw": frame.hex(),
@@ -497,6 +499,10 @@ def _parse_set(message: Message) -> tuple[str, int | None]:
     if brightness is not None and (isinstance(brightness, bool) or not isinstance(brightness, int)
                                    or not 0 <= brightness <= 255):
         raise CommandError(f"brightness must be an integer 0-255, not {brightness!r}")
+    transition = data.get("transition")  # ignored, but a value Home Assistant never sends is a wrong command
+    if transition is not None and (isinstance(transition, bool) or not isinstance(transition, int | float)
+                                   or not 0 <= transition < float("inf")):
+        raise CommandError(f"transition must be a number of seconds, 0 or more, not {transition!r}")
     if (state is not None and state.upper() == "OFF") or brightness == 0:
         return "off", None
     if brightness is not None:

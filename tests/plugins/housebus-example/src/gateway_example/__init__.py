@@ -98,7 +98,7 @@ class LineDevice(Component[ExampleConfig], LineProtocol):
 
     def on_send(self, message: Message) -> None:
         command = message.json()
-        if not isinstance(command, dict) or not isinstance(command.get("line"), str):
+        if not isinstance(command, dict) or set(command) != {"line"} or not isinstance(command["line"], str):
             raise CommandError('expected {"line": "<text>"}')
         try:
             self.write_line(command["line"])

@@ -48,6 +48,7 @@ class ExampleLog(Component[ExampleLogConfig]):
         self.devices: dict[str, dict[str, Any]] = {}  # device -> {"count", "last", "result"}
         self.saving: Future[None] | None = None
         self.dirty = False  # changed since the last snapshot handed to a save
+        self.failure: tuple[str, int | None] | None = None  # how the last save failed, while saves fail
 
     def start(self) -> None:
         # Reading a small file once is quick enough for start(); the saves, one per reading, go off-thread.
@@ -98,8 +99,16 @@ class ExampleLog(Component[ExampleLogConfig]):
 
     def saved(self, future: Future[None]) -> None:
         self.saving = None
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            self.ctx.log.error("could not save %s: %s", self.path, exc)
+        exc = None if future.cancelled() else future.exception()
+        # A full or read-only disk fails every save: reported once per kind of failure, not once per reading.
+        failure = None if exc is None else (type(exc).__name__, getattr(exc, "errno", None))
+        if failure is not None and failure != self.failure:
+            self.ctx.report_error(self.ctx.topic(self.state_topic), f"could not save {self.path}: {exc}")
+        elif failure is not None:
+            self.ctx.log.debug("could not save %s: %s", self.path, exc)
+        elif self.failure is not None:
+            self.ctx.log.info("%s is saved again", self.path)
+        self.failure = failure
         if self.dirty:
             self.save()
 
