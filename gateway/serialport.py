@@ -2,9 +2,10 @@
 
 A ``SerialLink`` owns one pyserial URL (a device path, ``socket://host:port``,
 ``rfc2217://host:port``). A thread of its own opens it, reads it and, when the port is
-missing or drops, closes it, reports the component offline and tries again with backoff
-capped at 30 s. The protocol's callbacks run on the component's worker, never on the
-reader thread, so protocol code needs no locks.
+missing or drops, closes it, reports the component offline and tries again: a missing port
+every 2 s at most, so that a stick plugged back in is picked up at once, and a port that
+keeps failing as soon as it opens with a backoff that grows to 30 s. The protocol's callbacks
+run on the component's worker, never on the reader thread, so protocol code needs no locks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from pydantic import AfterValidator
 
 READ_TIMEOUT = 1.0  # bounds how long close() waits for a reader blocked in read()
 WRITE_TIMEOUT = 2.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 30.0  # the wait after a port that failed soon after it opened grows up to this
+# Tries to open a missing port come at least this often: a failed open is cheap (a missing device node,
+# a refused connection), and with the backoff's 30 s a stick replugged after a minute waited up to 30 s more.
+OPEN_RETRY_MAX = 2.0
 STABLE_AFTER = 2.0  # a port up this long before it failed starts its backoff afresh
 log = logging.getLogger("housebus.serial")
 # What a port's failure looks like; pyserial raises TypeError/AttributeError when the fd vanishes under a read.
@@ -231,13 +235,14 @@ class SerialLink:
                 # A driver's bug (not a port error) is retried like a missing port, with a traceback to report.
                 trace = None if isinstance(exc, (serial.SerialException, OSError, ValueError)) else exc
                 if not reported_down:
-                    self._log.warning("cannot open %s: %s; retrying with backoff up to %d s",
-                                      self.url, exc, BACKOFF_MAX, exc_info=trace)
+                    self._log.warning("cannot open %s: %s; retrying at least every %g s", self.url, exc,
+                                      OPEN_RETRY_MAX, exc_info=trace)
                     self._on_state(False)
                     reported_down = True
                 else:
                     self._log.debug("still cannot open %s: %s", self.url, exc, exc_info=trace)
-                self._closing.wait(self.backoff)
+                self._closing.wait(min(self.backoff, OPEN_RETRY_MAX))
+                # Still doubled: a port that opens again only to fail at once must not be reopened every 2 s.
                 self.backoff = min(self.backoff * 2, BACKOFF_MAX)
                 continue
             opened_at = time.monotonic()

@@ -1,4 +1,4 @@
-"""A JeeLink running RF12demo.12 on a pseudo-terminal, with roomNodes around it and a ledNode.
+"""A JeeLink running RF12demo.12 on a pseudo-terminal (or behind a TCP serial server), with roomNodes and a ledNode.
 
 It parses its input character by character as RF12demo's ``handleInput()`` does (numbers,
 commas, a lowercase command letter; anything up to a space resets the parser), echoes
@@ -6,7 +6,8 @@ commas, a lowercase command letter; anything up to a space resets the parser), e
 ``band,group,nodeid,header,data...>`` sends in another group silently, as RF12demo does.
 Tests inject packet lines with ``inject``/``room_node`` instead of waiting for the timed
 traffic, which only ``housebus demo`` switches on, and make it misbehave through
-``withhold_echo``, ``withhold_config``, ``refuse`` and ``mute``.
+``withhold_echo``, ``withhold_config``, ``refuse`` and ``mute``. ``on_tcp`` puts it behind a
+TCP port instead (``socket://``), as a JeeLink on a ser2net box is reached.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import termios
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from gateway.simulator import PtyPort
+from gateway.simulator import PtyPort, SimulatedPort, TcpPort
 from gateway_rf12.decoders import encode_room_node
 from gateway_rf12.lines import ACK, DST, ID_MASK
 
@@ -102,8 +104,11 @@ class LedNode:
         self.colour = ramp[:3]
 
 
+PortFactory = Callable[[Callable[[bytes], None], Callable[[], None]], SimulatedPort]
+
+
 class JeeLinkSimulator:
-    """RF12demo over a ``PtyPort``; point ``[rf12] port`` at ``url``.
+    """RF12demo over a ``PtyPort`` at ``path`` (or the port ``port_factory`` builds); point ``[rf12] port`` at ``url``.
 
     Attributes:
         commands: every command the gateway typed, e.g. ``["v", "1,2,5s", "8,19,1,65,4>"]``.
@@ -119,8 +124,9 @@ class JeeLinkSimulator:
         led: the simulated ledNode.
     """
 
-    def __init__(self, path: Path, *, node_id: int = 1, group: int = 212, band: int = 868, collect: bool = False,
-                 quiet: bool = True, version: str = "RF12demo.12") -> None:
+    def __init__(self, path: Path | None = None, *, node_id: int = 1, group: int = 212, band: int = 868,
+                 collect: bool = False, quiet: bool = True, version: str = "RF12demo.12",
+                 port_factory: PortFactory | None = None) -> None:
         self.node_id, self.group, self.band = node_id, group, band
         self.collect, self.quiet, self.version = collect, quiet, version
         self.commands: list[str] = []
@@ -137,8 +143,22 @@ class JeeLinkSimulator:
         self._typed: list[str] = []
         self._stop = threading.Event()
         self._traffic: threading.Thread | None = None
-        self.port = PtyPort(path, self._on_data)
+        if port_factory is not None:
+            self.port = port_factory(self._on_data, self._reset)
+        elif path is not None:
+            self.port = PtyPort(path, self._on_data)
+        else:
+            raise TypeError("JeeLinkSimulator needs the path of its pty, or a port_factory")
         self.boot()
+
+    @classmethod
+    def on_tcp(cls, **kwargs: Any) -> JeeLinkSimulator:
+        """The JeeLink behind a TCP serial server on 127.0.0.1 (``url`` = ``socket://127.0.0.1:<port>``).
+
+        A TCP connection toggles no DTR, so connecting does not reset the sketch: no banner, only
+        a fresh parser (a half-typed command from the last connection is gone with it).
+        """
+        return cls(port_factory=lambda on_data, on_connect: TcpPort(on_data, on_connect), **kwargs)
 
     @property
     def url(self) -> str:
@@ -280,7 +300,12 @@ class JeeLinkSimulator:
             return list(self.commands)
 
     def line_speed(self) -> int | None:
-        """The baud rate the gateway set on the port: RF12demo only understands its own (57600, OEM 38400)."""
+        """The baud rate the gateway set on the port: RF12demo only understands its own (57600, OEM 38400).
+
+        None on TCP, which has none.
+        """
+        if not isinstance(self.port, PtyPort):
+            return None
         fd = os.open(self.port.url, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             speed = termios.tcgetattr(fd)[5]  # the output speed; pyserial sets both alike
