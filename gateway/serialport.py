@@ -20,6 +20,7 @@ import serial
 from pydantic import AfterValidator
 
 READ_TIMEOUT = 1.0  # bounds how long close() waits for a reader blocked in read()
+SOCKET_CHUNK = 1024  # bytes taken at once from a socket:// port (a queued read holds at most this)
 WRITE_TIMEOUT = 2.0
 BACKOFF_MAX = 30.0  # the wait after a port that failed soon after it opened grows up to this
 # Tries to open a missing port come at least this often: a failed open is cheap (a missing device node,
@@ -305,12 +306,20 @@ class SerialLink:
         """
         dispatch = self._dispatch
         received = self.protocol.data_received
+        # A socket's in_waiting says only whether there is data (1), not how much: what is there is
+        # taken with a read that does not wait, rather than a byte at a time.
+        socket_like = type(ser).__module__.endswith("protocol_socket")
+        timeout = ser.timeout
         while not (self._closing.is_set() or self._kick.is_set()):
             try:
                 data = ser.read(1)
                 if data:
                     waiting = ser.in_waiting
-                    if waiting:
+                    if waiting and socket_like:
+                        ser.timeout = 0
+                        data += ser.read(SOCKET_CHUNK)
+                        ser.timeout = timeout
+                    elif waiting:
                         data += ser.read(waiting)
             except _PORT_ERRORS as exc:
                 # Only the port's calls are in here: a TypeError from dispatching is a bug, not a lost port.

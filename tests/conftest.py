@@ -20,7 +20,6 @@ from gateway.demo import to_toml
 from gateway.mqtt import MqttBus
 from gateway.testing import Topics, gateway_config
 
-
 FAULTS = Path(__file__).parent / "faults"
 
 
