@@ -34,6 +34,9 @@ _STOP = object()
 # What an item is, for the bound: not counted (timers, calls), an MQTT delivery, a serial read.
 _FREE, _DELIVERY, _READ = 0, 1, 2
 _PUT_POLL = 0.25  # how often a waiting reader re-checks whether it should give up
+# Serial reads queued at most, whatever the queue's size: a reader that waits takes all that came
+# meanwhile in its next read, so more would only hold more memory (up to 4 KB a read), not go faster.
+READS_QUEUED = 32
 
 
 class Worker:
@@ -60,6 +63,7 @@ class Worker:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._bounded = 0
+        self._reads = 0  # serial reads among them
         self._waiting = 0  # readers waiting in put() for room
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"housebus-{name}", daemon=True)
@@ -97,15 +101,17 @@ class Worker:
     def put(self, fn: Callable[..., Any], *args: Any, cancel: threading.Event | None = None) -> bool:
         """Queue ``fn(*args)``, waiting for room; False if ``cancel`` is set or the worker stops first."""
         with self._lock:  # the lock of the _room condition: waiting on it releases the lock
-            while self._bounded >= self.queue_size:
+            while self._bounded >= self.queue_size or self._reads >= READS_QUEUED:
                 self._waiting += 1
                 try:
                     self._room.wait(_PUT_POLL)
                 finally:
                     self._waiting -= 1
-                if self._bounded >= self.queue_size and (self._stopped or (cancel is not None and cancel.is_set())):
+                if ((self._bounded >= self.queue_size or self._reads >= READS_QUEUED)
+                        and (self._stopped or (cancel is not None and cancel.is_set()))):
                     return False
             self._bounded += 1
+            self._reads += 1
         self._queue.put((fn, args, None, _READ))
         return True
 
@@ -132,6 +138,8 @@ class Worker:
                         self._log.exception("%s: error in the hold before a queued item", self.name)
                 with lock:
                     self._bounded -= 1
+                    if kind == _READ:
+                        self._reads -= 1
                     if self._waiting:
                         self._room.notify()
             if future is None:
