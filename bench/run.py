@@ -32,13 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sources import Source, make_sources, pace
+from sources import Source, gateway_config, make_sources, pace
 
 from gateway.broker import Broker
-from gateway.demo import to_toml
 from gateway.plugins import load_plugins
 from gateway.procfs import PeakSampler, cpu_seconds, rss_mb
-from gateway.testing import MqttWatch
 
 SETTLE = 2.0  # seconds the gateway gets after its queues are empty before memory is read again
 
@@ -98,18 +96,7 @@ def main() -> int:
         stack.callback(broker.stop)
         installed = {r.name for r in load_plugins().loaded}
         sources, sections = make_sources(work, stack, installed)
-        config = work / "housebus.toml"
-        config.write_text(to_toml({
-            "data_dir": str(work / "data"),
-            "mqtt": {"host": broker.host, "port": broker.port, "username": "housebus",
-                     "password_file": str(broker.password_file_for("housebus"))},
-            "logging": {"level": "WARNING"},
-            **sections,
-        }))
-        watch = MqttWatch(broker)
-        watch.connect()
-        watch.subscribe("housebus/bridge/#", "housebus/+/availability")
-        stack.callback(watch.close)
+        config, watch = gateway_config(work, broker, sections, stack)
         watch.publish("housebus/bench/sync", "sync", retain=True)
 
         began = time.monotonic()

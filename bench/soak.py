@@ -27,12 +27,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from sources import Source, make_sources
+from sources import Source, gateway_config, make_sources
 
 from gateway.broker import Broker
-from gateway.demo import to_toml
 from gateway.procfs import cpu_seconds, open_fds, rss_mb, threads
-from gateway.testing import MqttWatch
 
 SAMPLE = 10.0  # seconds between samples
 WARM_UP = 60.0  # seconds before the baseline sample
@@ -126,18 +124,7 @@ def main() -> int:
         stack.callback(broker.stop)
         sources, sections = make_sources(work, stack, {"rfxtrx", "rf12"})
         sections["rfxtrx"]["devices"][SWITCH] = {"name": "soak_switch"}
-        config = work / "housebus.toml"
-        config.write_text(to_toml({
-            "data_dir": str(work / "data"),
-            "mqtt": {"host": broker.host, "port": broker.port, "username": "housebus",
-                     "password_file": str(broker.password_file_for("housebus"))},
-            "logging": {"level": "WARNING"},
-            **sections,
-        }))
-        watch = MqttWatch(broker)
-        watch.connect()
-        watch.subscribe("housebus/bridge/#", "housebus/+/availability")
-        stack.callback(watch.close)
+        config, watch = gateway_config(work, broker, sections, stack)
         counting = Counting(broker, [f"housebus/{s.topic}" for s in sources])
         stack.callback(counting.close)
         watch.publish("housebus/soak/sync", "sync", retain=True)

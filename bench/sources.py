@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.broker import Broker
+from gateway.demo import to_toml
 from gateway.simulator import PtyPort
+from gateway.testing import MqttWatch
 
 
 @dataclass
@@ -76,3 +79,20 @@ def make_sources(work: Path, stack: ExitStack, installed: set[str]) -> tuple[lis
         sources.append(Source("example line device", "example/bench", line_rate(57600, 37), line.send,
                               lambda i: b"temperature 21.5 humidity 48 #%05d\r\n" % i))
     return sources, sections
+
+
+def gateway_config(work: Path, broker: Broker, sections: dict[str, Any], stack: ExitStack) -> tuple[Path, MqttWatch]:
+    """The gateway's config file for ``sections`` on ``broker``, and a client watching its bridge and availability."""
+    config = work / "housebus.toml"
+    config.write_text(to_toml({
+        "data_dir": str(work / "data"),
+        "mqtt": {"host": broker.host, "port": broker.port, "username": "housebus",
+                 "password_file": str(broker.password_file_for("housebus"))},
+        "logging": {"level": "WARNING"},
+        **sections,
+    }))
+    watch = MqttWatch(broker)
+    watch.connect()
+    watch.subscribe("housebus/bridge/#", "housebus/+/availability")
+    stack.callback(watch.close)
+    return config, watch

@@ -146,6 +146,26 @@ def run_gateway(mqtt_broker: Broker, tmp_path: Path) -> Iterator[Callable[..., G
 
 
 @pytest.fixture
+def stick(tmp_path: Path) -> Iterator[Any]:
+    """A simulated RFXtrx433 on a pty."""
+    from gateway_rfxtrx.simulator import RfxtrxSimulator
+
+    sim = RfxtrxSimulator.on_pty(tmp_path / "ttyRFX")
+    yield sim
+    sim.close()
+
+
+@pytest.fixture
+def jeelink(tmp_path: Path) -> Iterator[Any]:
+    """A simulated JeeLink running RF12demo, on a pty."""
+    from gateway_rf12.simulator import JeeLinkSimulator
+
+    sim = JeeLinkSimulator(tmp_path / "ttyRF12")
+    yield sim
+    sim.close()
+
+
+@pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
     """A broker of the test's own, from the shipped config, that the test may stop and restart."""
     try:

@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,20 +38,6 @@ BATCH = 50  # readings per write to the port
 RSS_GROWTH_MB = 2.0
 LOST = "lost connection to broker"
 FULL = re.compile(r"broker unreachable and queue full: (\d+) oldest messages dropped")
-
-
-@pytest.fixture
-def stick(tmp_path: Path) -> Iterator[RfxtrxSimulator]:
-    sim = RfxtrxSimulator.on_pty(tmp_path / "ttyRFX")
-    yield sim
-    sim.close()
-
-
-@pytest.fixture
-def jeelink(tmp_path: Path) -> Iterator[JeeLinkSimulator]:
-    sim = JeeLinkSimulator(tmp_path / "ttyRF12")
-    yield sim
-    sim.close()
 
 
 def rfxtrx_reading(i: int) -> bytes:

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,13 +100,6 @@ def highest(watch: MqttWatch, base: str, after: int = 0) -> int:
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[RfxtrxSimulator]:
-    simulator = RfxtrxSimulator.on_pty(tmp_path / "ttyRFX")
-    yield simulator
-    simulator.close()
-
-
-@pytest.fixture
 def subscriber(own_broker: Broker) -> Iterator[Callable[[str], MqttWatch]]:
     """``subscriber(base)``: a QoS 1 client with a persistent session, subscribed to ``<base>/#``."""
     made: list[MqttWatch] = []
@@ -172,9 +164,9 @@ def bridge_info(watch: MqttWatch, base: str) -> dict[str, Any]:
     return info
 
 
-def test_ten_broker_restarts_under_a_300_per_second_stream_lose_nothing(run_gateway, own_broker, sim, subscriber,
+def test_ten_broker_restarts_under_a_300_per_second_stream_lose_nothing(run_gateway, own_broker, stick, subscriber,
                                                                         figure):
-    gw, watch, stream = start_streaming(run_gateway, own_broker, sim, subscriber, queue_size=10_000)
+    gw, watch, stream = start_streaming(run_gateway, own_broker, stick, subscriber, queue_size=10_000)
     base = gw.base
     started = time.monotonic()
     try:
@@ -202,9 +194,9 @@ def test_ten_broker_restarts_under_a_300_per_second_stream_lose_nothing(run_gate
     assert dropped == 0
 
 
-def test_past_the_queue_bound_the_drop_count_equals_the_readings_lost(run_gateway, own_broker, sim, subscriber,
+def test_past_the_queue_bound_the_drop_count_equals_the_readings_lost(run_gateway, own_broker, stick, subscriber,
                                                                       figure):
-    gw, watch, stream = start_streaming(run_gateway, own_broker, sim, subscriber, queue_size=100)
+    gw, watch, stream = start_streaming(run_gateway, own_broker, stick, subscriber, queue_size=100)
     base = gw.base
     try:
         mark = watch.mark()

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,13 +60,6 @@ class Driver:
 @pytest.fixture
 def rfxtrx_sim() -> Iterator[RfxtrxSimulator]:
     sim = RfxtrxSimulator.on_tcp()
-    yield sim
-    sim.close()
-
-
-@pytest.fixture
-def jeelink(tmp_path: Path) -> Iterator[JeeLinkSimulator]:
-    sim = JeeLinkSimulator(tmp_path / "ttyRF12")
     yield sim
     sim.close()
 
