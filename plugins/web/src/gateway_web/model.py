@@ -128,21 +128,20 @@ class Model:
         return [("device", topic)] if self.is_device(topic) else []
 
     def _track(self, topic: str, state: dict[str, Any], heard: float | None) -> Tracked:
-        known = self.tracked.pop(topic, None)  # re-inserted last: the dict's order is least recently heard
-        tracked = self.tracked[topic] = Tracked(
-            state, heard, known.history if known is not None else deque(maxlen=self.config.history))
-        while len(self.tracked) > self.config.max_topics:
-            del self.tracked[next(iter(self.tracked))]
+        known = self.tracked.get(topic)
+        tracked = Tracked(state, heard, known.history if known is not None else deque(maxlen=self.config.history))
+        self._bounded(self.tracked, topic, tracked)  # re-inserted last: the order is least recently heard
         return tracked
 
     def _announce(self, topic: str, payload: bytes) -> list[Event]:
         old = self.announced.pop(topic, None)
         if old is not None:
             self._unindex(old)
-        found = announcement(topic, parse_json(payload), self.prefix) if payload else None
+        config = parse_json(payload) if payload else None
+        found = announcement(topic, config, self.prefix) if payload else None
         events: list[Event] = []
         if found is not None and found.state_topic is not None:
-            self._bounded(self.announced, topic, Found(found, parse_json(payload), topic))
+            self._bounded(self.announced, topic, Found(found, config, topic))
             self.by_state[found.state_topic] = topic
             for command in found.commands:
                 self.by_command[command.topic] = found.state_topic
