@@ -214,15 +214,21 @@ class Topics:
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A Mosquitto broker started from the shipped ``mosquitto/`` config on a free port."""
+    broker = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+def start_broker(workdir: Path) -> Broker:
+    """A broker from the shipped config, its files in ``workdir``; the test fails if it cannot start."""
     from gateway.broker import Broker, BrokerError
 
     try:
-        broker = Broker(tmp_path_factory.mktemp("mosquitto"))
+        broker = Broker(workdir)
         broker.start()
     except BrokerError as exc:
         pytest.fail(str(exc))
-    yield broker
-    broker.stop()
+    return broker
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import Broker, BrokerError
+from gateway.broker import Broker
 from gateway.demo import to_toml
-from gateway.testing import MqttWatch, Topics, gateway_config
+from gateway.testing import MqttWatch, Topics, gateway_config, start_broker
 
 
 @dataclass
@@ -168,11 +168,7 @@ def jeelink(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
     """A broker of the test's own, from the shipped config, that the test may stop and restart."""
-    try:
-        broker = Broker(tmp_path / "own-broker")
-        broker.start()
-    except BrokerError as exc:
-        pytest.fail(str(exc))
+    broker = start_broker(tmp_path / "own-broker")
     yield broker
     broker.stop()
 
