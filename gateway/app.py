@@ -59,7 +59,7 @@ class Gateway:
         self.base = settings.mqtt.base_topic
         self.clock = clock or Clock()
         self.started_at = datetime.now(UTC)
-        self.bus = MqttBus(settings.mqtt, f"{self.base}/bridge/state")
+        self.bus = MqttBus(settings.mqtt, f"{self.base}/bridge/state", settings.data_dir / "mqtt-session.json")
         self.states = StateStore(self.bus, self.base, settings.mqtt.output, settings.mqtt.retain,
                                  settings.mqtt.last_seen)
         self.discovery = Discovery(self.bus, settings.homeassistant, self.base, __version__)
@@ -148,6 +148,9 @@ class Gateway:
             return
         self._stopped.set()
         self.systemd.stopping()
+        # What arrives from now on is not acknowledged: components no longer take it, and a
+        # persistent session gets it again at the next start.
+        self.bus.close_intake()
         deadline = time.monotonic() + STOP_BUDGET
         links = []
         for running in reversed(self.running):
@@ -201,6 +204,9 @@ class Gateway:
                 "queue_size": settings.mqtt.queue_size,
                 "queued": self.bus.queued,
                 "dropped": self.bus.dropped,
+                "clean_start": settings.mqtt.clean_start,
+                "session_expiry": settings.mqtt.session_expiry,
+                "session_present": self.bus.session_present,
             },
             "queues": {r.section: {"queued": r.worker.queued, "size": r.worker.queue_size,
                                    "dropped": r.worker.dropped} for r in self.running},

@@ -85,6 +85,10 @@ class MqttSettings(ConfigModel):
     queue_size: int = Field(default=10_000, ge=1, description="publishes kept while the broker is away")
     last_seen: Literal["iso8601", "epoch", "off"] = Field(
         default="iso8601", description="add the time a reading was received to every device state")
+    clean_start: bool = Field(
+        default=True, description="begin a new session at each start; false resumes the broker's session")
+    session_expiry: int = Field(default=0, ge=0, le=0xFFFF_FFFF,
+                                description="seconds the broker keeps the session after a disconnect (MQTT 5)")
 
     @field_validator("base_topic")
     @classmethod
@@ -112,6 +116,20 @@ class MqttSettings(ConfigModel):
         if info.data.get("username") is None:
             raise ValueError("a password needs a username")
         return value
+
+    @model_validator(mode="after")
+    def _session(self) -> MqttSettings:
+        if self.session_expiry and self.protocol != "5":
+            raise ValueError('session_expiry needs protocol = "5" (an MQTT 3.1.1 session has no expiry: '
+                             "with clean_start = false the broker keeps it until its own limit)")
+        if not self.clean_start:
+            if "client_id" not in self.model_fields_set:
+                raise ValueError("clean_start = false needs a fixed client_id: the broker finds a session by "
+                                 "its client id, and the default one changes at every start")
+            if self.protocol == "5" and not self.session_expiry:
+                raise ValueError("clean_start = false needs session_expiry > 0 with protocol 5: the broker "
+                                 "ends a session whose expiry is 0 when the connection closes")
+        return self
 
     @model_validator(mode="after")
     def _read_password_file(self) -> MqttSettings:
@@ -255,7 +273,7 @@ def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> list
 
 
 def _validate_section(path: Path, name: str, value: Any, spec: SectionSpec, problems: list[str],
-                      out: dict[str, BaseModel]) -> None:
+                      out: dict[str, BaseModel], settings: Settings | None) -> None:
     if not isinstance(value, dict):
         problems.append(f"{_where(path, (name,))} must be a table, [{name}]")
         return
@@ -277,7 +295,9 @@ def _validate_section(path: Path, name: str, value: Any, spec: SectionSpec, prob
             problems.append(f"{_where(path, (name,))} name at least one instance: [{name}.<name>]")
     for section, table in items:
         try:
-            out[section] = spec.model.model_validate(table)
+            # A plugin's validators see the core settings as ``info.context["settings"]`` (None when the
+            # core sections are invalid themselves), e.g. to require a persistent MQTT session.
+            out[section] = spec.model.model_validate(table, context={"settings": settings})
         except ValidationError as exc:
             problems.extend(_problems(path, (section,), exc))
 
@@ -360,7 +380,7 @@ def validate(
             what = "section" if isinstance(value, dict) else "key"
             problems.append(f"{_where(path, (name,))} unknown {what} (plugin sections available: {known})")
         else:
-            _validate_section(path, name, value, specs[name], problems, config_sections)
+            _validate_section(path, name, value, specs[name], problems, config_sections, settings)
     if not problems:
         _check_services(path, config_sections, specs, skipped, problems)
     if problems or settings is None:

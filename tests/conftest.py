@@ -124,8 +124,9 @@ def make_bus(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[Callable[
     made: list[MqttBus] = []
 
     def make(broker: Broker | None = None, cls: type[MqttBus] = MqttBus, start: bool = True,
-             **overrides: Any) -> MqttBus:
-        bus = cls(settings_for(broker or mqtt_broker, **overrides), f"{housebus_topics.base}/bridge/state")
+             session_file: Path | None = None, **overrides: Any) -> MqttBus:
+        bus = cls(settings_for(broker or mqtt_broker, **overrides), f"{housebus_topics.base}/bridge/state",
+                  session_file)
         made.append(bus)
         if start:
             bus.start()

@@ -208,7 +208,7 @@ def test_info_request_republishes_bridge_info(gateway_factory, mqtt_watch, house
     assert info["base_topic"] == base
     assert [(p["name"], p["components"]) for p in info["plugins"]] == [("probe", {"probe": "running"})]
     assert info["mqtt"] == {"protocol": "3.1.1", "output": "json", "qos": 0, "queue_size": 50, "queued": 0,
-                            "dropped": 0}
+                            "dropped": 0, "clean_start": True, "session_expiry": 0, "session_present": False}
     assert info["homeassistant"] == {"discovery": True, "prefix": prefix}
     assert info["failed_plugins"] == [] and info["skipped_sections"] == {}
 

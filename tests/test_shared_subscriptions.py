@@ -107,13 +107,9 @@ def test_a_group_of_buses_shares_the_messages_each_delivered_exactly_once(make_b
     assert Counter(got_first + got_second) == Counter(sent)
 
 
-@pytest.mark.parametrize("protocol", [
-    "3.1.1",
-    # Mosquitto 2.0 sends an MQTT 5 client one copy per matching subscription, and the bus, which
-    # matches by topic alone, hands every copy to every matching callback. Telling the copies apart
-    # needs subscription identifiers (MQTT 5.0, 3.8.2.1.2) in SUBSCRIBE: not done yet.
-    pytest.param("5", marks=pytest.mark.xfail(strict=True, reason="v5 overlapping subscriptions: duplicates")),
-])
+# Mosquitto 2.0 sends an MQTT 5 client one copy per matching subscription: the bus tells them apart by
+# their subscription identifiers.
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_shared_and_an_overlapping_plain_subscription_each_get_a_message_once(make_bus, mqtt_watch, protocol,
                                                                               housebus_topics: Topics):
     # E.g. the Cosm forwarder with a shared group and a LED strip watching the kitchen's motion, in one gateway.

@@ -54,10 +54,10 @@ class Rig:
                                  "field": "temperature"},
                                 {"id": "power", "topic": f"{self.base}/power/+"}]} | overrides
 
-    def start(self, clock: ManualClock | None = None, **overrides: Any) -> Gateway:
+    def start(self, clock: ManualClock | None = None, mqtt: dict[str, Any] | None = None, **overrides: Any) -> Gateway:
         self.clock = clock or self.clock
         mark = self.watch.mark()
-        gateway = self.factory({"cosm": self.section(**overrides)}, clock=self.clock, plugins=plugins())
+        gateway = self.factory({"cosm": self.section(**overrides)}, clock=self.clock, plugins=plugins(), mqtt=mqtt)
         self.watch.wait_ready(self.base, after=mark)
         self.info(lambda i: True, after=mark)
         return gateway
@@ -317,12 +317,25 @@ def test_a_kill_9_loses_no_reading_that_was_written(tmp_path, mqtt_broker, house
     assert server.requests == []
 
 
+def persistent_session(client_id: str) -> dict[str, Any]:
+    return {"protocol": "5", "client_id": client_id, "clean_start": False, "session_expiry": 60}
+
+
+def test_a_shared_group_needs_a_persistent_session(rig, gateway_factory):
+    with pytest.raises(ConfigError) as exc:
+        gateway_factory({"cosm": rig.section(shared_group="cosm")}, plugins=plugins())
+    assert "[cosm] shared_group: needs a persistent MQTT session" in str(exc.value)
+    assert gateway_factory({"cosm": rig.section(shared_group="cosm")}, plugins=plugins(),
+                           mqtt=persistent_session(f"{rig.base}-cosm"), start=False)
+
+
 def test_gateways_in_a_shared_group_upload_each_reading_once(rig, server, mqtt_broker, housebus_topics, tmp_path):
     base = rig.base
-    first = rig.start(shared_group="cosm")
+    first = rig.start(shared_group="cosm", mqtt=persistent_session(f"{base}-cosm-a"))
     # A second gateway on the same broker: its own data dir, and its own base topic for its status.
     raw = gateway_config(mqtt_broker, housebus_topics, tmp_path / "data2",
-                         {"cosm": rig.section(shared_group="cosm")}, mqtt={"base_topic": f"{base}/b"})
+                         {"cosm": rig.section(shared_group="cosm")},
+                         mqtt={"base_topic": f"{base}/b"} | persistent_session(f"{base}-cosm-b"))
     second_clock = ManualClock(T0)
     mark = rig.watch.mark()
     second = Gateway(validate(Path("b.toml"), raw, plugins().models()), plugins(), clock=second_clock)

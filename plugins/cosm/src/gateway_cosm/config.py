@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway import ConfigModel
 
@@ -60,9 +60,15 @@ class CosmConfig(ConfigModel):
 
     @field_validator("shared_group")
     @classmethod
-    def _group(cls, value: str | None) -> str | None:
+    def _group(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and (not value or any(c in value for c in "/+#\0")):
             raise ValueError("must be non-empty without '/', '+', '#'")
+        settings = (info.context or {}).get("settings")
+        if value is not None and settings is not None and settings.mqtt.clean_start:
+            # Without one, a reading in flight to this gateway while it restarts is lost, and so is every
+            # reading published while all the group's gateways are down.
+            raise ValueError("needs a persistent MQTT session: in [mqtt] set a fixed client_id, "
+                             'clean_start = false, and with protocol = "5" a session_expiry')
         return value
 
     @model_validator(mode="after")
