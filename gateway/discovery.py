@@ -1,8 +1,10 @@
 """Home Assistant MQTT discovery: one helper builds the payloads, one registry publishes them.
 
 Devices are announced with device-based discovery (one retained message per device at
-``<prefix>/device/<id>/config`` carrying all its entities), with ``default_entity_id``
-rather than the deprecated ``object_id``.
+``<prefix>/device/<node>/<id>/config`` carrying all its entities), with ``default_entity_id``
+rather than the deprecated ``object_id``. The node, the gateway's base topic as a slug, is a
+topic level of its own, so that a broker's ACL or bridge can confine a gateway to
+``<prefix>/device/<node>/#``.
 """
 
 from __future__ import annotations
@@ -88,14 +90,27 @@ class Discovery:
         self.base_topic = base_topic
         self.node = slug(base_topic)
         self.version = version
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, dict[str, Any]] = {}  # topic -> the config announced there
+        # Hand-over from the earlier layout (``<prefix>/device/<node>_<id>/config``): users who upgrade keep
+        # their entities only if Home Assistant is told the old config moves (``migrate_discovery``) before
+        # the new one, with the same unique ids, arrives; otherwise it sees two configs with one unique id
+        # and refuses the second. Once per device and process. It can be dropped in a later release, once
+        # upgraded gateways have cleared their old topics.
+        self._handed_over: set[str] = set()  # topics whose hand-over has been published
+        self._pending: dict[str, str] = {}  # topic -> old topic, to hand over once connected
         self._lock = threading.Lock()
+        bus.on_connected.append(self._hand_over_pending)
 
     @property
     def bridge_id(self) -> str:
         return f"{self.node}_bridge"
 
     def topic(self, device_id: str) -> str:
+        """``<prefix>/device/<node>/<device id as a slug>/config``."""
+        return f"{self.settings.prefix}/device/{self.node}/{slug(device_id)}/config"
+
+    def old_topic(self, device_id: str) -> str:
+        """Where earlier releases announced the device: ``<prefix>/device/<node>_<id>/config``."""
         return f"{self.settings.prefix}/device/{self.node}_{slug(device_id)}/config"
 
     def payload(self, device: Device) -> dict[str, Any]:
@@ -157,22 +172,47 @@ class Discovery:
             payload.pop("availability_mode")
             payload["device"].pop("via_device")
         topic = self.topic(device.id)
+        # Under the lock: a device's hand-over and later configs reach the bus in order.
         with self._lock:
             self._configs[topic] = payload
+            if topic in self._handed_over:
+                self._bus.publish(topic, payload, retain=True)
+            elif self._bus.connected:
+                self._hand_over(topic, self.old_topic(device.id), payload)
+            else:
+                # Published now, the hand-over would be lost: while the broker is away the bus keeps only
+                # the last retained payload per topic, so the old topic's empty one would replace the
+                # migration request. Sent from the on-connect callback instead, once the bus is up.
+                self._pending[topic] = self.old_topic(device.id)
+
+    def _hand_over(self, topic: str, old_topic: str, payload: dict[str, Any]) -> None:
+        """Home Assistant's documented migration: migrate the old config, announce the new one, clear the old."""
+        self._bus.publish(old_topic, {"migrate_discovery": True}, retain=True)
         self._bus.publish(topic, payload, retain=True)
+        self._bus.publish(old_topic, b"", retain=True)  # the broker forgets the migration request
+        self._handed_over.add(topic)
+        self._pending.pop(topic, None)
+
+    def _hand_over_pending(self) -> None:
+        """On each connect (paho's thread): the hand-overs of devices announced while the broker was away."""
+        with self._lock:
+            for topic, old_topic in list(self._pending.items()):
+                self._hand_over(topic, old_topic, self._configs[topic])
 
     def remove(self, device_id: str) -> None:
-        """Tell Home Assistant the device is gone (empty retained config)."""
+        """Tell Home Assistant the device is gone (empty retained config, at the old topic too)."""
         if not self.settings.discovery:
             return
         topic = self.topic(device_id)
         with self._lock:
             self._configs.pop(topic, None)
-        self._bus.publish(topic, b"", retain=True)
+            self._pending.pop(topic, None)
+            self._bus.publish(topic, b"", retain=True)
+            self._bus.publish(self.old_topic(device_id), b"", retain=True)  # nothing stale of an earlier release
 
     def republish(self) -> None:
         """Publish every announcement again, e.g. when Home Assistant says it is online."""
         with self._lock:
-            configs = list(self._configs.items())
-        for topic, payload in configs:
-            self._bus.publish(topic, payload, retain=True)
+            for topic, payload in self._configs.items():
+                if topic not in self._pending:  # its hand-over, still to come, announces it
+                    self._bus.publish(topic, payload, retain=True)

@@ -142,7 +142,7 @@ def test_discovery_and_republish_when_home_assistant_comes_online(gateway_factor
     base, prefix = housebus_topics.base, housebus_topics.prefix
     gateway_factory({"probe": {}}, plugins=PROBE)
     node = base.replace("/", "_").replace("-", "_").lower()
-    config_topic = f"{prefix}/device/{node}_probe_dev1/config"
+    config_topic = f"{prefix}/device/{node}/probe_dev1/config"
     config = mqtt_watch.wait_json(config_topic)
     assert config["device"]["identifiers"] == [f"{node}_probe_dev1"]
     assert config["device"]["via_device"] == f"{node}_bridge"
@@ -158,7 +158,7 @@ def test_discovery_and_republish_when_home_assistant_comes_online(gateway_factor
     assert temp["value_template"] == "{{ value_json.temperature }}"
     assert temp["unit_of_measurement"] == "°C"
     assert config["components"]["ok"]["value_template"] == "{{ 'ON' if value_json.ok else 'OFF' }}"
-    bridge = mqtt_watch.wait_json(f"{prefix}/device/{node}_bridge/config")
+    bridge = mqtt_watch.wait_json(f"{prefix}/device/{node}/bridge/config")
     assert bridge["components"]["connection_state"]["state_topic"] if "state_topic" in bridge["components"][
         "connection_state"] else bridge["state_topic"] == f"{base}/bridge/state"
     # That configs are retained is shown in test_retention.py, with a client that subscribes later.
@@ -169,7 +169,7 @@ def test_discovery_and_republish_when_home_assistant_comes_online(gateway_factor
     mqtt_watch.publish(housebus_topics.ha_status, "online")
     assert mqtt_watch.wait_json(config_topic, after=mark) == config
     assert mqtt_watch.wait_json(f"{base}/probe/dev1", after=mark) == {"temperature": 20.0, "ok": True}
-    assert mqtt_watch.wait_json(f"{prefix}/device/{node}_bridge/config", after=mark) == bridge
+    assert mqtt_watch.wait_json(f"{prefix}/device/{node}/bridge/config", after=mark) == bridge
 
 
 def test_discovery_off_publishes_no_config(gateway_factory, mqtt_watch, housebus_topics):

@@ -71,7 +71,7 @@ LAMPS = [("lamps", LampsPlugin())]
 
 def config_topic(topics: Topics, device_id: str) -> str:
     node = topics.base.replace("/", "_").replace("-", "_").lower()
-    return f"{topics.prefix}/device/{node}_{device_id}/config"
+    return f"{topics.prefix}/device/{node}/{device_id}/config"
 
 
 def test_discovery_availability_and_bridge_topics_are_retained(gateway_factory, mqtt_watch, mqtt_broker,

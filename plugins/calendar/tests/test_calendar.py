@@ -234,7 +234,7 @@ def test_the_summary_is_retained_and_follows_every_change(radicale: Any, start: 
 def test_home_assistant_gets_a_busy_sensor_and_a_next_event_sensor(start: Callable[..., Any],
                                                                    housebus_topics: Any) -> None:
     rig = start()
-    config = rig.watch.wait_json(f"{housebus_topics.prefix}/device/+/config",
+    config = rig.watch.wait_json(f"{housebus_topics.prefix}/device/+/+/config",
                                  lambda p: p["device"]["name"] == "Calendar home")
     summary_topic = rig.summary_topic
     assert config["state_topic"] == summary_topic

@@ -288,7 +288,7 @@ def test_a_clock_set_forward_over_several_events_announces_each_once_in_order(su
 
 def test_home_assistant_gets_elevation_next_sunrise_next_sunset_and_above_horizon(sun, housebus_topics):
     rig, _ = sun(LONDON, datetime(2024, 3, 20, 12, 0, tzinfo=UTC))
-    config = rig.watch.wait_json(f"{housebus_topics.prefix}/device/+/config",
+    config = rig.watch.wait_json(f"{housebus_topics.prefix}/device/+/+/config",
                                  lambda p: p["state_topic"] == rig.state_topic)
     components = config["components"]
     assert set(components) == {"elevation", "next_sunrise", "next_sunset", "above_horizon"}

@@ -247,7 +247,7 @@ def test_chains_are_programmed_as_soon_as_the_jeelink_is_up_and_again_on_request
 def test_home_assistant_sees_a_json_light_with_its_effects(strips, mqtt_watch, housebus_topics):
     base, prefix = housebus_topics.base, housebus_topics.prefix
     strips({"kitchen": {"node": 1, "group": 19, "effects": {"sunrise": SUNRISE, "cycle": 6}}})
-    config = mqtt_watch.wait_json(f"{prefix}/device/+/config", lambda c: "light" in c["components"])
+    config = mqtt_watch.wait_json(f"{prefix}/device/+/+/config", lambda c: "light" in c["components"])
     assert config["components"]["light"] | {"unique_id": None, "default_entity_id": None} == {
         "platform": "light", "name": None, "schema": "json", "unique_id": None, "default_entity_id": None,
         "command_topic": f"{base}/ledstrip/kitchen/set", "supported_color_modes": ["rgb"],

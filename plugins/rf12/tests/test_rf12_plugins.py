@@ -71,7 +71,7 @@ def test_third_party_decoders(sim, gateway_factory, mqtt_watch, housebus_topics)
     sim.inject("OK 8 1")
     assert mqtt_watch.wait_json(f"{base}/rf12/212_8") == {"node": 8, "group": 212, "raw": [1]}
     node = base.replace("/", "_").replace("-", "_").lower()
-    device = mqtt_watch.wait_json(f"{prefix}/device/{node}_rf12_212_6/config")
+    device = mqtt_watch.wait_json(f"{prefix}/device/{node}/rf12_212_6/config")
     assert device["device"]["model"] == "thermo v1" and set(device["components"]) == {"celsius"}
     info = mqtt_watch.wait_json(f"{base}/rf12/info", lambda i: i["ready"])
     assert len(info["problems"]) == 1

@@ -101,7 +101,7 @@ def start_on_clock(gateway_factory: Any, mqtt_watch: MqttWatch, housebus_topics:
 @pytest.fixture
 def discovery_topic(housebus_topics: Topics) -> Callable[[str], str]:
     """``discovery_topic(device_id)``: where the device's Home Assistant config is published."""
-    return lambda device_id: f"{housebus_topics.prefix}/device/{slug(housebus_topics.base)}_{slug(device_id)}/config"
+    return lambda device_id: f"{housebus_topics.prefix}/device/{slug(housebus_topics.base)}/{slug(device_id)}/config"
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ from gateway import Message
 BASE = "housebus"
 PREFIX = "homeassistant"
 GARDEN = f"{BASE}/rfxtrx/garden"
-GARDEN_CONFIG = f"{PREFIX}/device/housebus_52_02_7002/config"
+GARDEN_CONFIG = f"{PREFIX}/device/housebus/52_02_7002/config"  # <prefix>/device/<node>/<object>/config
+OLD_GARDEN_CONFIG = f"{PREFIX}/device/housebus_52_02_7002/config"  # where releases before announced it
+MIGRATE = {"migrate_discovery": True}  # Home Assistant's hand-over of a config to another topic
 # What the rfxtrx plugin publishes for an Oregon THGR810 (gateway_rfxtrx.discovery through gateway.discovery).
 GARDEN_STATE = {"id": "52_02_7002", "type": "temperature_humidity", "subtype": "THGR810/THGN800",
                 "temperature": 16.7, "humidity": 45, "humidity_status": "normal", "battery_level": 9,
@@ -73,6 +75,7 @@ KITCHEN = f"{BASE}/rf12/kitchen"
 ROOM_NODE = {"node": 5, "group": 212, "raw": [156, 149, 230, 0], "light": 156, "motion": True, "humidity": 74,
              "temperature": 23.0, "battery_low": False}
 SUN = f"{BASE}/sun"
+SUN_CONFIG, OLD_SUN_CONFIG = f"{PREFIX}/device/housebus/sun/config", f"{PREFIX}/device/housebus_sun/config"
 SUN_DISCOVERY = {
     "device": {"identifiers": ["housebus_sun"], "name": "Sun", "model": "astral"},
     "state_topic": SUN,
@@ -234,7 +237,7 @@ def test_the_signal_column_takes_rssi_or_linkquality_with_its_unit():
 @pytest.mark.parametrize("order", ["discovery first", "state first"])
 def test_a_state_topic_named_only_in_discovery_becomes_a_device(order):
     m = model()
-    first, second = [(SUN_DISCOVERY, f"{PREFIX}/device/housebus_sun/config"), ({"elevation": 12.5}, SUN)][
+    first, second = [(SUN_DISCOVERY, SUN_CONFIG), ({"elevation": 12.5}, SUN)][
         ::1 if order == "discovery first" else -1]
     feed(m, first[1], first[0])
     (kind, shown), = feed(m, second[1], second[0])[1:]
@@ -252,10 +255,39 @@ def test_a_one_level_state_without_discovery_is_not_a_device():
 
 def test_taking_the_discovery_away_takes_the_device_away():
     m = model()
-    feed(m, f"{PREFIX}/device/housebus_sun/config", SUN_DISCOVERY)
+    feed(m, SUN_CONFIG, SUN_DISCOVERY)
     feed(m, SUN, {"elevation": 12.5})
-    assert feed(m, f"{PREFIX}/device/housebus_sun/config", b"")[1:] == [("remove", {"topic": SUN})]
+    assert feed(m, SUN_CONFIG, b"")[1:] == [("remove", {"topic": SUN})]
     assert device_rows(m) == {}
+
+
+@pytest.mark.parametrize("payload", [MIGRATE, {"migr_discvry": True}], ids=["in full", "abbreviated"])
+def test_a_migration_request_is_not_a_discovery_config(payload):
+    assert announcement(OLD_SUN_CONFIG, payload, PREFIX) is None
+    m = model()
+    assert feed(m, OLD_SUN_CONFIG, payload)[1:] == []
+    assert (m.announced, device_rows(m)) == ({}, {})
+
+
+def test_a_device_handed_over_from_its_old_discovery_topic_keeps_its_row_and_commands():
+    """gateway.discovery's upgrade: a migration request at the old topic, the config at the new one, the old
+    one emptied. The device is never removed, and a command topic outside its state's tree still finds it."""
+    m = model(allow_commands=True)
+    press = f"{BASE}/remote/sun_reset"
+    config = {**SUN_DISCOVERY, "components": {**SUN_DISCOVERY["components"], "reset": {
+        "platform": "button", "command_topic": press}}}
+    feed(m, OLD_SUN_CONFIG, config)
+    feed(m, SUN, {"elevation": 12.5})  # heard: were its config dropped it would stay, but not as a device
+
+    events = [e for topic, value in ((OLD_SUN_CONFIG, MIGRATE), (SUN_CONFIG, config), (OLD_SUN_CONFIG, b""))
+              for e in feed(m, topic, value)[1:]]
+    assert [kind for kind, _ in events] == ["device", "device"]  # the new config, then the old one emptied
+    assert list(device_rows(m)) == [SUN]
+    detail = m.detail(SUN)
+    assert detail is not None and detail["discovery_topic"] == SUN_CONFIG
+    assert [c["topic"] for c in detail["commands"]] == [press]
+    feed(m, press, "PRESS")
+    assert m.tracked[SUN].history[-1]["topic"] == press
 
 
 @pytest.mark.parametrize("topic", [
@@ -508,8 +540,9 @@ TOPICS = DEVICE_TOPICS | st.sampled_from([
 # A quarter each: device states, discovery configs, the bridge's and plugins' own topics, anything at all.
 MESSAGES = half(
     half(st.tuples(DEVICE_TOPICS, half(json_texts(STATES), st.just(b""))),
-         st.tuples(st.sampled_from([GARDEN_CONFIG, f"{PREFIX}/switch/lamp/config", f"{PREFIX}/light/n/h/config"]),
-                   half(json_texts(DISCOVERIES), st.just(b"")))),
+         st.tuples(st.sampled_from([GARDEN_CONFIG, OLD_GARDEN_CONFIG, f"{PREFIX}/switch/lamp/config",
+                                    f"{PREFIX}/light/n/h/config"]),
+                   half(json_texts(DISCOVERIES), st.sampled_from([b"", json.dumps(MIGRATE).encode()])))),
     half(st.tuples(st.sampled_from([f"{BASE}/bridge/info", f"{BASE}/rfxtrx/info"]), json_texts(BRIDGE_INFOS))
          | st.tuples(st.just(f"{BASE}/bridge/error"), json_texts(st.fixed_dictionaries(
              {"topic": half(st.sampled_from([f"{GARDEN}/set", GARDEN, f"{BASE}/bridge/error"]), LEAVES),
@@ -565,6 +598,8 @@ def test_bridge_summary_never_raises_on_any_bridge_info(info):
 def test_the_model_never_raises_stays_bounded_and_emits_strict_json(messages):
     m = model(history=2, log_size=10, max_topics=10, allow_commands=True)
     for n, (topic, payload) in enumerate(messages):
+        if parse_json(payload) == MIGRATE:
+            event("model: a migration request")
         events = m.materialize(m.update(Message(topic, payload, n % 2 == 0), float(n)))
         for kind, data in events[1:]:
             event(f"model: {kind} event")

@@ -29,6 +29,7 @@ import pytest
 from gateway_web.config import WebConfig
 from gateway_web.server import CSP, MAX_COMMAND, Client, WebServer, frame
 
+from gateway import Device, Entity
 from gateway.testing import MqttWatch, Topics, wait_until
 
 pytestmark = pytest.mark.broker
@@ -391,6 +392,36 @@ def test_an_empty_retained_payload_removes_the_device_from_the_stream(web_site):
 
 
 # ---- a device's view -----------------------------------------------------------------------------
+
+
+def test_a_device_handed_over_from_its_old_discovery_topic_stays_on_the_page(gateway_factory, mqtt_watch,
+                                                                             housebus_topics):
+    """An upgrade from the earlier discovery layout: the page follows the device to its new config, never drops it."""
+    base = housebus_topics.base
+    sun = f"{base}/sun"  # one level: a device only because a discovery config names it
+    port = free_port()
+    gw = gateway_factory({"web": {"listen": f"127.0.0.1:{port}"}}, plugins=[("web", gateway_web)])
+    mqtt_watch.wait_ready(base)
+    site = Site(port, housebus_topics, mqtt_watch)
+    device = Device(id="sun", name="Sun", state_topic=sun,
+                    entities=(Entity("sensor", "elevation", "Elevation", {"unit_of_measurement": "°"}),))
+    old, new = gw.discovery.old_topic("sun"), gw.discovery.topic("sun")
+    mqtt_watch.publish(old, gw.discovery.payload(device), retain=True)  # as the earlier release left it
+    mqtt_watch.publish(sun, {"elevation": 12.5})
+    wait_until(lambda: site.get(f"/api/device?topic={sun}").status == 200
+               and site.get(f"/api/device?topic={sun}").json()["discovery_topic"] == old, what="the old config")
+
+    with Stream(site) as stream:
+        assert stream.next()[0] == "snapshot"
+        gw.discovery.publish(device)
+        mqtt_watch.wait_for(old, lambda m: m.payload == b"")  # the hand-over is through
+        # Sent after the hand-over reached the gateway, so the page's thread handles it after the hand-over.
+        mqtt_watch.publish(sun, {"elevation": 13.0})
+        events = stream.until(lambda kind, data: kind == "device" and data["topic"] == sun
+                              and ["elevation", "13.0 °"] in data["values"])
+    assert [kind for kind, data in events if data.get("topic") == sun and kind != "message"] == ["device"] * 3
+    view = site.get(f"/api/device?topic={sun}").json()
+    assert (view["discovery_topic"], view["row"]["name"]) == (new, "Sun")
 
 
 def test_the_device_view_has_state_discovery_and_history_and_404_for_unknown(web_site):

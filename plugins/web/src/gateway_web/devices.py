@@ -29,7 +29,8 @@ ABBREVIATIONS = {"stat_t": "state_topic", "cmd_t": "command_topic", "unit_of_mea
                  "pl_cls": "payload_close", "pl_stop": "payload_stop", "pl_prs": "payload_press",
                  "avty": "availability", "avty_t": "availability_topic", "ids": "identifiers",
                  "mdl": "model", "mf": "manufacturer", "sup_clrm": "supported_color_modes",
-                 "fx_list": "effect_list", "ops": "options", "dev_cla": "device_class"}
+                 "fx_list": "effect_list", "ops": "options", "dev_cla": "device_class",
+                 "migr_discvry": "migrate_discovery"}
 TEMPLATE_KEY = re.compile(r"value_json(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]{1,100})['\"]\s*\])")
 
 
@@ -202,9 +203,14 @@ def _examples(component: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def is_migration(payload: Any) -> bool:
+    """A ``{"migrate_discovery": true}`` request: its topic's config moves to another topic, it is not a config."""
+    return isinstance(payload, dict) and "migrate_discovery" in expand(payload)
+
+
 def announcement(topic: str, payload: Any, prefix: str = "") -> Announcement | None:
     """Read a discovery config (device-based or one entity) published under ``prefix``; None if it is not one."""
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict) or is_migration(payload):
         return None
     config = expand(payload)
     found = Announcement(state_topic=_str(config.get("state_topic")))

@@ -14,7 +14,16 @@ from typing import Any
 
 from gateway import Message
 from gateway_web.config import WebConfig
-from gateway_web.devices import Announcement, announcement, as_text, flatten, is_plugin_topic, parse_json, row
+from gateway_web.devices import (
+    Announcement,
+    announcement,
+    as_text,
+    flatten,
+    is_migration,
+    is_plugin_topic,
+    parse_json,
+    row,
+)
 
 MAX_PAYLOAD_TEXT = 4096  # characters of a payload kept for the log and a device's history
 Event = tuple[str, Any]
@@ -134,10 +143,14 @@ class Model:
         return tracked
 
     def _announce(self, topic: str, payload: bytes) -> list[Event]:
+        config = parse_json(payload) if payload else None
+        if is_migration(config):
+            # Home Assistant's hand-over: the config moves to another topic, and an empty payload here
+            # follows. Until then the device keeps the config it has, so that it does not flicker away.
+            return []
         old = self.announced.pop(topic, None)
         if old is not None:
             self._unindex(old)
-        config = parse_json(payload) if payload else None
         found = announcement(topic, config, self.prefix) if payload else None
         events: list[Event] = []
         if found is not None and found.state_topic is not None:
@@ -165,8 +178,12 @@ class Model:
         state_topic = old.announcement.state_topic
         if state_topic is not None and self.by_state.get(state_topic) == old.topic:
             del self.by_state[state_topic]
+        # A config at another topic may name the same state and commands (one moved, e.g. by a hand-over
+        # from an old layout, before the old is cleared): the commands it names stay indexed.
+        current = self._found(state_topic) if state_topic is not None else None
+        kept = {command.topic for command in current.announcement.commands} if current is not None else set()
         for command in old.announcement.commands:
-            if self.by_command.get(command.topic) == state_topic:
+            if self.by_command.get(command.topic) == state_topic and command.topic not in kept:
                 del self.by_command[command.topic]
 
     def _bounded(self, table: dict[str, Any], key: str, value: Any) -> None:

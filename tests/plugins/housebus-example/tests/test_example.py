@@ -46,7 +46,7 @@ def test_example_plugin_end_to_end(device, gateway_factory, mqtt_watch, housebus
     assert mqtt_watch.wait_json(f"{base}/example/shed") == {"line": "temperature 12", "lines": 1}
 
     node = base.replace("/", "_").replace("-", "_").lower()
-    discovery = mqtt_watch.wait_json(f"{prefix}/device/{node}_example_shed/config")
+    discovery = mqtt_watch.wait_json(f"{prefix}/device/{node}/example_shed/config")
     assert set(discovery["components"]) == {"line", "lines"}
 
     send = f"{base}/example/shed/send"
