@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,13 +64,21 @@ def acl_users(acl: Path) -> list[str]:
     return [line.split()[1] for line in acl.read_text().splitlines() if line.startswith("user ")]
 
 
-def render_config(source: Path, port: int, workdir: Path, password_file: Path, acl_file: Path) -> str:
-    """The shipped config with its listener moved to ``127.0.0.1:port`` and paths into ``workdir``."""
+def render_config(source: Path, port: int, workdir: Path, password_file: Path, acl_file: Path, *,
+                  ports: Mapping[int, int] | None = None, tls: TlsListener | None = None) -> str:
+    """The shipped config with its listener moved to ``127.0.0.1:port`` and paths into ``workdir``.
+
+    For a config with several listeners, ``ports`` maps each shipped port to the one to use
+    instead (``port`` is then unused), and ``tls`` gives the files its TLS listener's
+    ``cafile``/``certfile``/``keyfile`` lines point to.
+    """
     out = []
     for line in source.read_text().splitlines():
         key = line.split(maxsplit=1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
         if key == "listener":
-            out.append(f"listener {port} 127.0.0.1")
+            out.append(f"listener {port if ports is None else ports[int(line.split()[1])]} 127.0.0.1")
+        elif key in ("cafile", "certfile", "keyfile") and tls is not None:
+            out.append(f"{key} {getattr(tls, key)}")
         elif key == "password_file":
             out.append(f"password_file {password_file}")
         elif key == "acl_file":
@@ -96,8 +105,13 @@ class Broker:
 
     Attributes:
         workdir: where its config, password file, persistence and log go.
-        passwords: password per user, for every user in the ACL plus ``tester``.
+        passwords: password per user, for every user in the ACL plus ``tester``; a user given
+            here keeps the password given (e.g. a bridge's, rendered elsewhere).
         tls: when given, a TLS listener is added on ``tls_port``, with the shipped settings.
+        config_source: the config to render (default: ``mosquitto.conf`` of ``config_dir``).
+        acl_source: the ACL to use (default: ``acl`` of ``config_dir``).
+        extra_config: appended to the rendered config, e.g. a bridge's ``connection`` block,
+            as Mosquitto would read it from an ``include_dir`` after the shipped file.
     """
 
     workdir: Path
@@ -107,6 +121,9 @@ class Broker:
     passwords: dict[str, str] = field(default_factory=dict)
     tls: TlsListener | None = None
     tls_port: int = 0
+    config_source: Path | None = None
+    acl_source: Path | None = None
+    extra_config: str = ""
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -119,27 +136,34 @@ class Broker:
         passwd = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/bin:/usr/sbin")
         if not passwd:
             raise BrokerError("mosquitto_passwd not found: install mosquitto (Debian: apt-get install mosquitto)")
+        self._config_source = self.config_source or self.config_dir / "mosquitto.conf"
         acl = self.workdir / "acl"
-        acl.write_text((self.config_dir / "acl").read_text()
+        acl.write_text((self.acl_source or self.config_dir / "acl").read_text()
                        + f"\n# test-only\nuser {TEST_SUPERUSER}\ntopic readwrite #\n")
         password_file = self.workdir / "passwd"
         password_file.unlink(missing_ok=True)
         for user in acl_users(acl):
-            self.passwords[user] = f"{user}-secret-{os.urandom(4).hex()}"
+            self.passwords.setdefault(user, f"{user}-secret-{os.urandom(4).hex()}")
             create = ["-c"] if not password_file.exists() else []
             subprocess.run([passwd, *create, "-b", str(password_file), user, self.passwords[user]],
                            check=True, capture_output=True)
         password_file.chmod(0o600)
-        config = render_config(self.config_dir / "mosquitto.conf", self.port, self.workdir, password_file, acl)
         if self.tls is not None:
             while self.tls_port in (0, self.port):
                 self.tls_port = free_port()
-            # Appended last, so the shipped settings (global: per_listener_settings false) cover it too.
-            config += (f"listener {self.tls_port} {self.host}\ncafile {self.tls.cafile}\n"
-                       f"certfile {self.tls.certfile}\nkeyfile {self.tls.keyfile}\n")
+        config = self.render(password_file, acl) + self.extra_config
         self.config_file = self.workdir / "mosquitto.conf"
         self.config_file.write_text(config)
         self._binary = binary
+
+    def render(self, password_file: Path, acl: Path) -> str:
+        """The config this broker runs: the source with only ports and paths replaced (see ``render_config``)."""
+        config = render_config(self._config_source, self.port, self.workdir, password_file, acl)
+        if self.tls is not None:
+            # Appended last, so the shipped settings (global: per_listener_settings false) cover it too.
+            config += (f"listener {self.tls_port} {self.host}\ncafile {self.tls.cafile}\n"
+                       f"certfile {self.tls.certfile}\nkeyfile {self.tls.keyfile}\n")
+        return config
 
     @property
     def ports(self) -> list[int]:
