@@ -250,9 +250,9 @@ def mqtt_watch(mqtt_broker: Broker, housebus_topics: Topics) -> Iterator[MqttWat
 
 
 def gateway_config(broker: Broker, topics: Topics, data_dir: Path, sections: dict[str, Any] | None = None,
-                   *, mqtt: dict[str, Any] | None = None,
-                   homeassistant: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A config (as parsed TOML) for a gateway on the test broker, logging in as ``housebus``.
+                   *, mqtt: dict[str, Any] | None = None, homeassistant: dict[str, Any] | None = None,
+                   user: str = "housebus") -> dict[str, Any]:
+    """A config (as parsed TOML) for a gateway on the test broker, logging in as ``user``.
 
     ``[mqtt] last_seen`` is off unless ``mqtt`` turns it on, so that tests can compare whole
     states; the product's default adds the receive time to every state.
@@ -261,8 +261,8 @@ def gateway_config(broker: Broker, topics: Topics, data_dir: Path, sections: dic
         "mqtt": {
             "host": broker.host,
             "port": broker.port,
-            "username": "housebus",
-            "password_file": str(broker.password_file_for("housebus")),
+            "username": user,
+            "password_file": str(broker.password_file_for(user)),
             "base_topic": topics.base,
             "client_id": f"gw-{uuid.uuid4().hex[:8]}",
             "last_seen": "off",

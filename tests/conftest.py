@@ -20,13 +20,14 @@ from gateway.demo import to_toml
 from gateway.mqtt import MqttBus
 from gateway.testing import Topics, gateway_config
 
-FAULTS = Path(__file__).parent / "faults"
+# Suites of their own, each with a make target (``make faults``, ``make sites``): too slow for ``make test``.
+SEPARATE = (Path(__file__).parent / "faults", Path(__file__).parent / "sites")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """``tests/faults`` runs with ``make faults`` (or when named on the command line), not in ``make test``."""
-    if collection_path == FAULTS and not any(
-            Path(arg.split("::")[0]).resolve().is_relative_to(FAULTS) for arg in config.args):
+    """``tests/faults`` and ``tests/sites`` run only when named on the command line, not in ``make test``."""
+    if collection_path in SEPARATE and not any(
+            Path(arg.split("::")[0]).resolve().is_relative_to(collection_path) for arg in config.args):
         return True
     return None
 

@@ -10,6 +10,7 @@ subscription identifiers, those of an earlier run included.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from typing import Any
@@ -207,3 +208,46 @@ def test_a_shared_subscription_dropped_from_the_config_stops_taking_its_share(ma
     end_marker(mqtt_watch, base, other)
     assert other.payloads() == [*sent, b"end"]
     assert bus.stale == 0
+
+
+def test_a_restarted_gateway_hands_what_its_session_kept_to_the_components(gateway_factory, mqtt_watch,
+                                                                           housebus_topics: Topics):
+    # The broker sends what it kept as soon as it accepts the connection: the components must have
+    # subscribed by then, even one whose start() takes a while.
+    from gateway import Component, hookimpl
+
+    base = housebus_topics.base
+    received: list[bytes] = []
+    holder: dict[str, Any] = {}
+
+    class Slow(Component):
+        section = "slow"
+
+        def start(self) -> None:
+            if "gateway" in holder:
+                # A start that takes a while: long enough for a bus started before it to connect.
+                with contextlib.suppress(TimeoutError):
+                    wait_until(lambda: holder["gateway"].bus.connected, timeout=1.0, what="the bus connecting")
+            self.ctx.subscribe(f"{base}/slow/+", lambda m: received.append(m.payload))
+
+    class Plugin:
+        @hookimpl
+        def gateway_register_components(self):
+            return [Slow]
+
+    mqtt = persistent("5", f"slow-{uuid.uuid4().hex[:8]}")
+    first = gateway_factory({"slow": {}}, plugins=[("slow", Plugin())], mqtt=mqtt)
+    mqtt_watch.wait_ready(base)
+    first.stop()
+    sent = [f"{n}".encode() for n in range(10)]
+    for payload in sent:
+        mqtt_watch.publish(f"{base}/slow/x", payload)
+
+    mark = mqtt_watch.mark()
+    second = gateway_factory({"slow": {}}, plugins=[("slow", Plugin())], mqtt=mqtt, start=False)
+    holder["gateway"] = second
+    second.start()
+    mqtt_watch.wait_ready(base, after=mark)
+    mqtt_watch.publish(f"{base}/slow/x", "end")
+    wait_until(lambda: b"end" in received, timeout=TIMEOUT, what="the end marker")
+    assert received == [*sent, b"end"]

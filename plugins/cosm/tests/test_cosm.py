@@ -236,6 +236,25 @@ def test_readings_older_than_retention_are_dropped_and_counted(rig, server):
     assert rig.latest_info()["dropped"] == 2
 
 
+def test_a_copy_of_a_reading_is_recorded_once(rig, server):
+    # QoS 1 allows copies, and a Mosquitto bridge sends some after a cut link: a copy carries the same
+    # last_seen and value as the reading it copies.
+    rig.start()
+    first = {"temperature": 21.5, "last_seen": iso(T0 - 20)}
+    rig.reading("rf12/kitchen", first)
+    rig.reading("rf12/kitchen", {"temperature": 21.6, "last_seen": iso(T0 - 10)})
+    mark = rig.watch.mark()
+    rig.watch.publish(f"{rig.base}/rf12/kitchen", first)
+    assert rig.info(lambda i: i["duplicates"] == 1, after=mark)["pending"] == 2
+    rig.reading("rf12/kitchen", {"temperature": 21.7, "last_seen": iso(T0 - 20)})  # same time, another value
+    rig.reading("power/meter1", 5)
+    rig.reading("power/meter1", 5)  # no time of its own: nothing tells it from a second reading
+    rig.advance(60, lambda i: i["pending"] == 0)
+    assert sorted(rig.accepted()) == sorted([
+        ("kitchen_temperature", iso(T0 - 20), "21.5"), ("kitchen_temperature", iso(T0 - 10), "21.6"),
+        ("kitchen_temperature", iso(T0 - 20), "21.7"), ("power", iso(T0), "5"), ("power", iso(T0), "5")])
+
+
 def test_payloads_that_are_not_numbers_are_skipped_counted_and_logged_once_per_topic(rig, server, caplog):
     rig.start()
     for topic, payload in [("power/meter1", "hello"), ("power/meter1", "true"), ("power/meter2", "[1]"),

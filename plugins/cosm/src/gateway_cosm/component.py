@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import OrderedDict
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # sqlite3 is loaded only when a [cosm] section is configured 
 MAX_BACKOFF = 900.0  # seconds; transient failures are retried at least this often
 CONFIG_RETRY = 600.0  # seconds between retries while the server calls the request wrong
 CONFIG_STATUSES = frozenset({400, 401, 404, 422})
+RECENT_READINGS = 4096  # readings remembered to recognise a copy: a cut link's burst of copies fits
 TRANSIENT_4XX = frozenset({403, 408, 429})  # Cosm answers 403 when the rate limit is hit
 
 
@@ -80,7 +82,7 @@ class Cosm(Component[CosmConfig]):
         self.host = urlsplit(self.config.url).netloc.rpartition("@")[2]  # never user:password@ in messages
         self.store: Store | None = None
         self.session: Any = None
-        self.sent = self.dropped = self.skipped = 0
+        self.sent = self.dropped = self.skipped = self.duplicates = 0
         self.failures = 0
         self.last_upload: str | None = None
         self.last_error: str | None = None
@@ -91,6 +93,9 @@ class Cosm(Component[CosmConfig]):
         self._skipped_logged: set[str] = set()
         self._info: dict[str, Any] | None = None
         self._buffer_error: str | None = None  # why the buffer takes no readings, while it does not
+        # (stream, reading time, value) of the latest readings that carried their time: a copy of one of them
+        # is a duplicate, as QoS 1 allows and a Mosquitto bridge sends after a cut link (mosquitto#2248).
+        self._recent: OrderedDict[tuple[str, float, str], None] = OrderedDict()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -146,6 +151,15 @@ class Cosm(Component[CosmConfig]):
             self._publish_info()
             return
         value, at = parsed
+        if at is not None:
+            key = (stream.id, at, value)
+            if key in self._recent:
+                self.duplicates += 1
+                self._publish_info()
+                return
+            self._recent[key] = None
+            if len(self._recent) > RECENT_READINGS:
+                self._recent.popitem(last=False)
         try:
             self.store.add(stream.id, now if at is None else at, value)
         except Exception as exc:  # an sqlite3.Error: disk full, read-only, I/O error
@@ -286,7 +300,8 @@ class Cosm(Component[CosmConfig]):
         if self.store is None:
             return
         info = {"pending": self.store.pending(), "sent": self.sent, "dropped": self.dropped,
-                "skipped": self.skipped, "last_upload": self.last_upload, "last_error": self.last_error,
+                "skipped": self.skipped, "duplicates": self.duplicates, "last_upload": self.last_upload,
+                "last_error": self.last_error,
                 "failures": self.failures, "retry_at": None if self.retry_at is None else iso(self.retry_at)}
         if info != self._info:
             self._info = info
