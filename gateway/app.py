@@ -96,11 +96,10 @@ class Gateway:
         self.bus.subscribe(f"{self.base}/bridge/request/+", self._on_request)
         self.scheduler.start()
         self.systemd.start()  # before the bus: it reports the first connection attempt too
-        # The components subscribe in start(), before the bus connects: a resumed session (clean_start =
-        # false) delivers what it kept as soon as the broker accepts, and a message that found no
-        # subscription yet would be acknowledged and lost.
-        self._start_components()
+        self.bus.hold_intake()  # until the components have subscribed (see there)
         self.bus.start()
+        self._start_components()
+        self.bus.open_intake()
         self.systemd.started()  # the watchdog starts; READY=1 now, or on the first connect
         if self.bus.connected:  # otherwise the on-connect callback publishes it
             self.publish_info()

@@ -71,6 +71,7 @@ MAX_TOPIC_BYTES = 65_535
 # faster than the broker acknowledges: unbounded, 10 000 readings left 20 MB that the allocator never
 # gave back. Ten times paho's in-flight window (20): the link stays busy while a component is held.
 BACKLOG_MAX = 200
+EARLY_QOS0_MAX = 10_000  # QoS 0 messages kept while the components start (hold_intake)
 BACKLOG_HOLD_MAX = 2.0  # seconds a component is held at most: a connection that stalls must not stop it
 
 Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
@@ -238,6 +239,7 @@ class MqttBus:
         self._pending: set[int] = set()  # those sent on CONNACK: the outbox waits for them
         self._intake = threading.Lock()  # held while a message is handed out and acknowledged
         self._intake_open = True
+        self._early: list[paho.MQTTMessage] | None = None  # messages kept between hold_intake and open_intake
         self.session_present = False
         self.stale = 0  # messages for a subscription of an earlier run that this one does not have
         self.withheld = 0  # messages that arrived after close_intake, left unacknowledged
@@ -292,6 +294,26 @@ class MqttBus:
         else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client.loop_start()
+
+    def hold_intake(self) -> None:
+        """Keep the messages that arrive from now on, unacknowledged, until ``open_intake``.
+
+        The gateway calls it before it starts the bus, and opens the intake once every component
+        has started, and so subscribed: a resumed session (``clean_start = false``) delivers what the
+        broker kept as soon as it accepts the connection, and a message that found no subscription
+        yet would be acknowledged and lost. The connection itself is not held up. QoS 1 and 2 messages
+        are few meanwhile (the broker sends no more than its in-flight window unacknowledged); QoS 0
+        ones past ``EARLY_QOS0_MAX`` are dropped, as QoS 0 allows.
+        """
+        with self._intake:
+            self._early = []
+
+    def open_intake(self) -> None:
+        """Hand out the messages kept since ``hold_intake``, in order, and every later one at once."""
+        with self._intake:
+            early, self._early = self._early or [], None
+            for msg in early:
+                self._take(msg)
 
     def close_intake(self) -> None:
         """Stop handing out messages; those that still arrive are not acknowledged.
@@ -616,11 +638,19 @@ class MqttBus:
             if not self._intake_open:
                 self.withheld += 1
                 return  # not acknowledged: a persistent session delivers it again
-            try:
-                self._dispatch(msg)
-            finally:
-                if msg.qos:
-                    client.ack(msg.mid, msg.qos)
+            early = self._early
+            if early is not None:
+                if msg.qos or len(early) < EARLY_QOS0_MAX:
+                    early.append(msg)
+                return
+            self._take(msg)
+
+    def _take(self, msg: paho.MQTTMessage) -> None:
+        try:
+            self._dispatch(msg)
+        finally:
+            if msg.qos:
+                self._client.ack(msg.mid, msg.qos)
 
     def _dispatch(self, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
