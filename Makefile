@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test faults demo mosquitto chromium screenshot bench soak check mutation clean
+.PHONY: install test faults sites demo mosquitto chromium screenshot bench bench-sites soak check mutation clean
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ test: install mosquitto chromium
 faults: install mosquitto
 	$(PY) -m pytest -p no:randomly -rA tests/faults
 
+# Two sites bridged to a centre (tests/sites): readings, commands, a 30 s cut, shared Cosm forwarders.
+sites: install mosquitto
+	$(PY) -m pytest -p no:randomly -rA tests/sites
+
 demo: install mosquitto
 	$(VENV)/bin/housebus demo
 
@@ -64,6 +68,12 @@ screenshot: install mosquitto chromium
 bench: install mosquitto
 	$(PY) -m compileall -q gateway plugins/*/src tests/plugins
 	$(PY) bench/run.py
+
+# A centre and bridged sites from the shipped configs: CPU per message at a site and at the centre, the
+# centre's memory, and an estimate for 1000 sites (bench/sites.py --help for the knobs; ~1.5 minutes).
+bench-sites: install mosquitto
+	$(PY) -m compileall -q gateway plugins/*/src tests/plugins
+	$(PY) bench/sites.py
 
 # Both radios at line rate plus a command a second, sampled every 10 s; exits 1 if a target is missed.
 MINUTES ?= 30
