@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # sqlite3 is loaded only when a [cosm] section is configured 
 MAX_BACKOFF = 900.0  # seconds; transient failures are retried at least this often
 CONFIG_RETRY = 600.0  # seconds between retries while the server calls the request wrong
 CONFIG_STATUSES = frozenset({400, 401, 404, 422})
+INFO_HOLD = 1.0  # seconds a change of pending alone waits before cosm/info tells it
 RECENT_READINGS = 4096  # readings remembered to recognise a copy: a cut link's burst of copies fits
 TRANSIENT_4XX = frozenset({403, 408, 429})  # Cosm answers 403 when the rate limit is hit
 
@@ -92,6 +93,7 @@ class Cosm(Component[CosmConfig]):
         self._stopped = False
         self._skipped_logged: set[str] = set()
         self._info: dict[str, Any] | None = None
+        self._info_due: Timer | None = None  # a cosm/info held back while readings come in
         self._buffer_error: str | None = None  # why the buffer takes no readings, while it does not
         # (stream, reading time, value) of the latest readings that carried their time: a copy of one of them
         # is a duplicate, as QoS 1 allows and a Mosquitto bridge sends after a cut link (mosquitto#2248).
@@ -122,6 +124,7 @@ class Cosm(Component[CosmConfig]):
         self._stopped = True
         if self._retry is not None:
             self._retry.cancel()
+        self._publish_info()  # what is pending now, rather than as of the last info
         if not self._busy:
             self._close()
         # else: the upload's callback still runs and deletes what the server accepted, then closes.
@@ -168,7 +171,7 @@ class Cosm(Component[CosmConfig]):
         if self._buffer_error is not None:
             self._buffer_error = None
             self.ctx.log.info("the buffer in %s takes readings again", self.ctx.data_dir)
-        self._publish_info()
+        self._publish_info(pending_only=True)
 
     def _buffer_failed(self, exc: Exception) -> None:
         """A reading the buffer could not take: reported once per kind of failure, not once per reading."""
@@ -296,7 +299,19 @@ class Cosm(Component[CosmConfig]):
 
     # ---- status ----------------------------------------------------------------------
 
-    def _publish_info(self) -> None:
+    def _publish_info(self, *, pending_only: bool = False) -> None:
+        """``cosm/info`` if it changed; when only ``pending`` did (a new reading), once ``INFO_HOLD`` is up.
+
+        Published at once for every reading, it would double what a forwarder at the centre of many
+        sites receives: its own info, retained, as often as the readings.
+        """
+        if pending_only:
+            if self._info_due is None:
+                self._info_due = self.ctx.call_later(INFO_HOLD, self._publish_info)
+            return
+        if self._info_due is not None:
+            self._info_due.cancel()
+            self._info_due = None
         if self.store is None:
             return
         info = {"pending": self.store.pending(), "sent": self.sent, "dropped": self.dropped,
