@@ -251,3 +251,25 @@ def test_a_restarted_gateway_hands_what_its_session_kept_to_the_components(gatew
     mqtt_watch.publish(f"{base}/slow/x", "end")
     wait_until(lambda: b"end" in received, timeout=TIMEOUT, what="the end marker")
     assert received == [*sent, b"end"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_topic_first_retained_while_the_link_was_down_arrives_once(make_bus, mqtt_watch, mqtt_broker, protocol,
+                                                                     housebus_topics: Topics):
+    # The session kept the subscription, so the broker queues the new retained message as a live one;
+    # subscribing again after the reconnect would bring it a second time, retained.
+    from gateway.sitebrokers import Cut
+
+    base = housebus_topics.base
+    inbox = Inbox()
+    with Cut(mqtt_broker.port) as link:
+        bus = run_bus(make_bus, persistent(protocol, f"link-{uuid.uuid4().hex[:8]}") | {"port": link.port},
+                      (f"{base}/rf12/+", inbox), (f"{base}/end", inbox))
+        link.cut()
+        wait_until(lambda: not bus.connected, timeout=TIMEOUT, what="the bus noticing the cut")
+        mqtt_watch.publish(f"{base}/rf12/cellar", "new", retain=True)
+        link.restore()
+        wait_until(lambda: bus.connected, timeout=TIMEOUT, what="the bus reconnecting")
+        assert bus.session_present
+        end_marker(mqtt_watch, base, inbox)
+    assert inbox.payloads() == [b"new", b"end"]
