@@ -11,53 +11,41 @@ Ordering and loss are handled here rather than left to paho:
 * ``publish`` refuses a topic the broker or paho would refuse, at the call site: queued and sent
   later from paho's thread, it would fail there instead. The flush logs and drops any item
   that still fails, so the network thread lives on.
-* A subscription to a filter that is already subscribed sends SUBSCRIBE again, so the broker
-  re-sends the filter's retained messages (MQTT 3.1.1 and 5.0, 3.8.4). Each subscription is
-  handed a retained message of a topic at most once per session, so the older ones do not
-  see those again.
-* A QoS 1 or 2 message is acknowledged only once it has been handed to its subscriptions, and
-  not at all after ``close_intake`` (shutdown): with a persistent session (``clean_start =
-  false``, MQTT 5 ``session_expiry``) the broker delivers it again at the next start.
-* When the broker kept the session, the SUBSCRIBEs it holds are not sent again, which would
-  bring retained messages a second time; only filters added since are.
-* Over MQTT 5 every filter is subscribed with a subscription identifier, and a message goes only
-  to the subscriptions whose identifier it carries: a broker sends one copy per matching
-  subscription (Mosquitto does), which matching by topic alone would hand to each of them.
+
+The receiving side (subscriptions, the broker's session, acknowledgements) is in
+``gateway.subscriptions``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import ssl
 import sys
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if "paho.mqtt.client" not in sys.modules and "dns.resolver" not in sys.modules:
-    # paho imports dnspython when it is installed (another plugin's dependency may bring it), only for
-    # connect_srv, which the gateway never calls: that import alone cost the idle gateway 2 MB. A None
-    # in sys.modules makes paho's ``import dns.resolver`` fail at once; whoever imports it later gets it.
-    sys.modules["dns.resolver"] = None  # type: ignore[assignment]
-    try:
-        importlib.import_module("paho.mqtt.client")
-    finally:
-        if "dns.resolver" in sys.modules and sys.modules["dns.resolver"] is None:
-            del sys.modules["dns.resolver"]
-import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway._paho import paho, properties
 from gateway.config import MqttSettings
-from gateway.errors import CommandError
+from gateway.subscriptions import (
+    SHARE_PREFIX,
+    Message,
+    Subscription,
+    Subscriptions,
+    match_filter,
+    subscription_id,
+    valid_filter,
+)
+
+__all__ = ["SHARE_PREFIX", "Message", "MqttBus", "Payload", "Subscription", "check_topic", "encode",
+           "match_filter", "subscription_id", "valid_filter"]
 
 log = logging.getLogger("housebus.mqtt")
 
@@ -71,34 +59,9 @@ MAX_TOPIC_BYTES = 65_535
 # faster than the broker acknowledges: unbounded, 10 000 readings left 20 MB that the allocator never
 # gave back. Ten times paho's in-flight window (20): the link stays busy while a component is held.
 BACKLOG_MAX = 200
-EARLY_QOS0_MAX = 10_000  # QoS 0 messages kept while the components start (hold_intake)
 BACKLOG_HOLD_MAX = 2.0  # seconds a component is held at most: a connection that stalls must not stop it
 
 Payload = str | bytes | bytearray | int | float | dict[str, Any] | list[Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message received from the broker."""
-
-    topic: str
-    payload: bytes
-    retain: bool = False
-    qos: int = 0
-
-    def text(self) -> str:
-        """The payload as text; raises ``CommandError`` if it is not UTF-8."""
-        try:
-            return self.payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CommandError("payload is not UTF-8 text") from None
-
-    def json(self) -> Any:
-        """The payload parsed as JSON; raises ``CommandError`` if it is not JSON."""
-        try:
-            return json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-            raise CommandError(f"payload is not valid JSON: {exc}") from None
 
 
 def encode(payload: Payload) -> bytes:
@@ -138,74 +101,6 @@ def _shown(topic: str) -> str:
     return repr(topic) if len(topic) <= 80 else f"{topic[:60]!r}... ({len(topic)} characters)"
 
 
-SHARE_PREFIX = "$share/"
-SUBSCRIPTION_ID_MAX = 268_435_455  # MQTT 5.0, 3.8.2.1.2
-
-
-def subscription_id(topic_filter: str) -> int:
-    """The MQTT 5 subscription identifier of a filter: the same in every run of the gateway.
-
-    Messages that a broker queued for a persistent session carry the identifier of the run that
-    subscribed, so a restarted gateway must give the filter the same one. Two filters of one gateway
-    share an identifier with odds of about one in 10^7 for 50 filters; their messages are then told
-    apart by topic, as without identifiers.
-    """
-    return zlib.crc32(topic_filter.encode()) % SUBSCRIPTION_ID_MAX + 1
-
-
-def match_filter(topic_filter: str) -> str:
-    """The filter that a subscription's messages match: ``$share/<group>/<filter>`` without its prefix.
-
-    The broker delivers a shared subscription's messages under their real topic (MQTT 5.0, 4.8.2).
-    """
-    if topic_filter.startswith(SHARE_PREFIX):
-        return topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
-    return topic_filter
-
-
-def valid_filter(topic_filter: str) -> bool:
-    """True if ``topic_filter`` is a well-formed MQTT subscription filter, shared ones included.
-
-    A shared one is ``$share/<group>/<filter>``: a non-empty group without ``+``, ``#`` or ``/``.
-    """
-    if topic_filter.startswith(SHARE_PREFIX):
-        group = topic_filter[len(SHARE_PREFIX):].split("/", 1)[0]
-        if not group or "+" in group or "#" in group:
-            return False
-        topic_filter = match_filter(topic_filter)
-    levels = topic_filter.split("/")
-    last = len(levels) - 1
-    return bool(topic_filter) and all(
-        ("#" not in level or (level == "#" and i == last)) and ("+" not in level or level == "+")
-        for i, level in enumerate(levels)
-    )
-
-
-def _properties(packet_type: int, **values: int) -> Properties:
-    properties = Properties(packet_type)  # type: ignore[no-untyped-call]
-    for name, value in values.items():
-        setattr(properties, name, value)
-    return properties
-
-
-class Subscription:
-    """A topic filter and the callback it feeds; ``cancel()`` to stop receiving."""
-
-    __slots__ = ("_bus", "callback", "filter", "id", "matches", "retained_seen")
-
-    def __init__(self, bus: MqttBus, topic_filter: str, callback: Callable[[Message], None]) -> None:
-        self._bus = bus
-        self.filter = topic_filter  # what is subscribed
-        self.matches = match_filter(topic_filter)  # what incoming topics are matched against
-        self.id = subscription_id(topic_filter)  # what MQTT 5 messages for it carry
-        self.callback = callback
-        # Topics of the retained messages handed over in this connection; the network thread's alone.
-        self.retained_seen: set[str] = set()
-
-    def cancel(self) -> None:
-        self._bus._unsubscribe(self)
-
-
 class MqttBus:
     """Publishing, subscribing and connection state, shared by the core and all components.
 
@@ -229,33 +124,17 @@ class MqttBus:
         self._connected = False
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._retained: dict[str, tuple[bytes, int]] = {}
-        self._subs: list[Subscription] = []
-        # The subscriptions in the SUBSCRIBEs sent on CONNACK; _flush subscribes those added before their SUBACK.
-        self._session_subs: set[Subscription] = set()
-        self._session_filters: set[str] = set()  # filters the broker's session holds (SUBACK received)
-        self._session_file = None if settings.clean_start else session_file
-        self._earlier_filters = self._read_session_file()  # an earlier run's, until the first CONNACK
-        self._subscribing: dict[int, list[str]] = {}  # SUBSCRIBEs awaiting their SUBACK, by message id
-        self._pending: set[int] = set()  # those sent on CONNACK: the outbox waits for them
-        self._intake = threading.Lock()  # held while a message is handed out and acknowledged
-        self._intake_open = True
-        self._early: list[paho.MQTTMessage] | None = None  # messages kept between hold_intake and open_intake
-        self.session_present = False
-        self.stale = 0  # messages for a subscription of an earlier run that this one does not have
-        self.withheld = 0  # messages that arrived after close_intake, left unacknowledged
-        self._match_cache: dict[str, tuple[Subscription, ...]] = {}
         self._down_logged = False
         self._stopping = False
 
         self._v5 = v5 = settings.protocol == "5"
-        self._ids = v5  # subscription identifiers, unless the broker says it has none (CONNACK)
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             clean_session=None if v5 else settings.clean_start,
             reconnect_on_failure=True,
-            manual_ack=True,  # see _on_message
+            manual_ack=True,  # see gateway.subscriptions
         )
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
@@ -277,6 +156,11 @@ class MqttBus:
         client.on_message = self._on_message
         # No on_publish: hold() sets it while a component waits, so that PUBACKs cost nothing otherwise.
         self._client = client
+        self.subscriptions = Subscriptions(client, settings, self._lock, session_file)
+        # The gateway's start and stop (see there).
+        self.hold_intake = self.subscriptions.hold_intake
+        self.open_intake = self.subscriptions.open_intake
+        self.close_intake = self.subscriptions.close_intake
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -285,45 +169,15 @@ class MqttBus:
         s = self.settings
         log.info("connecting to %s:%s as %s", s.host, s.port, s.username or "anonymous client")
         if self._v5:
-            properties = (_properties(PacketTypes.CONNECT, SessionExpiryInterval=s.session_expiry)
-                          if s.session_expiry else None)
+            props = properties(PacketTypes.CONNECT, SessionExpiryInterval=s.session_expiry) if s.session_expiry \
+                else None
             # clean_start = true begins a new session at each start; reconnects then resume it while
             # the broker keeps it (session_expiry), so a network blip loses nothing either.
-            self._client.connect_async(s.host, s.port, keepalive=s.keepalive, properties=properties,
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive, properties=props,
                                        clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY if s.clean_start else False)
         else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client.loop_start()
-
-    def hold_intake(self) -> None:
-        """Keep the messages that arrive from now on, unacknowledged, until ``open_intake``.
-
-        The gateway calls it before it starts the bus, and opens the intake once every component
-        has started, and so subscribed: a resumed session (``clean_start = false``) delivers what the
-        broker kept as soon as it accepts the connection, and a message that found no subscription
-        yet would be acknowledged and lost. The connection itself is not held up. QoS 1 and 2 messages
-        are few meanwhile (the broker sends no more than its in-flight window unacknowledged); QoS 0
-        ones past ``EARLY_QOS0_MAX`` are dropped, as QoS 0 allows.
-        """
-        with self._intake:
-            self._early = []
-
-    def open_intake(self) -> None:
-        """Hand out the messages kept since ``hold_intake``, in order, and every later one at once."""
-        with self._intake:
-            early, self._early = self._early or [], None
-            for msg in early:
-                self._take(msg)
-
-    def close_intake(self) -> None:
-        """Stop handing out messages; those that still arrive are not acknowledged.
-
-        Called at shutdown before the components stop, so that nothing is acknowledged to the broker
-        that no component will handle: a persistent session gets those messages again at the next
-        start. The broker's session also keeps its subscriptions: none is unsubscribed from now on.
-        """
-        with self._intake:
-            self._intake_open = False
 
     def stop(self, timeout: float = 1.0) -> None:
         """Publish ``offline`` (when connected), disconnect and stop the network thread."""
@@ -340,6 +194,21 @@ class MqttBus:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def session_present(self) -> bool:
+        """Whether the broker still had the session at the last connect."""
+        return self.subscriptions.session_present
+
+    @property
+    def withheld(self) -> int:
+        """Messages that arrived after ``close_intake``, left unacknowledged for the next start."""
+        return self.subscriptions.withheld
+
+    @property
+    def stale(self) -> int:
+        """Messages for a subscription of an earlier run that this one does not have (ignored)."""
+        return self.subscriptions.stale
 
     @property
     def network_alive(self) -> bool:
@@ -426,43 +295,14 @@ class MqttBus:
         """
         if not valid_filter(topic_filter):
             raise ValueError(f"invalid topic filter: {topic_filter!r}")
-        sub = Subscription(self, topic_filter, callback)
+        sub = Subscription(topic_filter, callback, self._unsubscribe)
         with self._lock:
-            self._subs.append(sub)
-            self._match_cache.clear()
-            if self._connected:
-                # Also when the filter is subscribed already: only a SUBSCRIBE makes the broker
-                # send its retained messages, which this subscription has not had yet.
-                self._send_subscribe([topic_filter])
+            self.subscriptions.add(sub, self._connected)
         return sub
-
-    def _send_subscribe(self, filters: list[str]) -> list[int]:
-        """SUBSCRIBE to ``filters`` (under ``_lock``); the message ids of the packets sent."""
-        qos = int(self.settings.qos)
-        if not self._ids:
-            packets: list[tuple[list[str], Properties | None]] = [(filters, None)] if filters else []
-        else:  # an identifier is per SUBSCRIBE packet, not per filter
-            packets = [([f], _properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=subscription_id(f)))
-                       for f in filters]
-        mids = []
-        for packet_filters, properties in packets:
-            _, mid = self._client.subscribe([(f, qos) for f in packet_filters], properties=properties)
-            if mid is not None:
-                self._subscribing[mid] = packet_filters
-                mids.append(mid)
-        return mids
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            if sub not in self._subs:
-                return
-            self._subs.remove(sub)
-            self._match_cache.clear()
-            # Not connected: the next CONNACK unsubscribes it, if the broker kept the session.
-            if self._intake_open and self._connected and all(s.filter != sub.filter for s in self._subs):
-                self._client.unsubscribe(sub.filter)
-                self._session_filters.discard(sub.filter)
-                self._write_session_file()
+            self.subscriptions.remove(sub, self._connected)
 
     # ---- paho callbacks (network thread) -----------------------------------------------
 
@@ -474,58 +314,22 @@ class MqttBus:
         log.info("connected to broker %s:%s%s", self.settings.host, self.settings.port,
                  ", session resumed" if present else "")
         self._down_logged = False
-        if self._v5:
-            self._ids = getattr(props, "SubscriptionIdentifierAvailable", 1) != 0
         client.publish(self.state_topic, ONLINE, qos=1, retain=True)
         with self._lock:
-            self.session_present = present
-            self._subscribing.clear()
-            if not present:
-                # A new session: the SUBSCRIBEs below bring every subscription its retained messages again.
-                self._session_filters.clear()
-                for sub in self._subs:
-                    sub.retained_seen.clear()
-            self._session_subs = set(self._subs)
-            wanted = dict.fromkeys(s.filter for s in self._subs)
-            # Cancelled while the broker was away, or left by an earlier run whose config had them.
-            gone = [f for f in self._session_filters | (self._earlier_filters if present else set())
-                    if f not in wanted]
-            self._earlier_filters = set()
-            if gone:
-                log.info("unsubscribing from %d filters the broker's session still holds: %s", len(gone),
-                         ", ".join(sorted(gone)))
-                client.unsubscribe(gone)
-                self._session_filters.difference_update(gone)
-            self._write_session_file()
-            # The broker's session holds the others: subscribing again would only repeat their retained messages.
-            self._pending = set(self._send_subscribe([f for f in wanted if f not in self._session_filters]))
-            done = not self._pending
+            done = self.subscriptions.on_connect(present, props)
         if done:
             self._flush()
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode],
                       props: Any) -> None:
         with self._lock:
-            filters = self._subscribing.pop(mid, [])
-            for topic_filter, code in zip(filters, codes, strict=False):
-                if code.is_failure:
-                    log.warning("broker refused the subscription to %s: %s", topic_filter, code)
-                else:
-                    self._session_filters.add(topic_filter)
-            if filters:
-                self._write_session_file()
-            self._pending.discard(mid)
-            done = not self._connected and not self._pending
+            done = self.subscriptions.on_suback(mid, codes) and not self._connected
         if done:
             self._flush()
 
     def _flush(self) -> None:
         with self._lock:
-            # Subscriptions added between CONNACK and now were not in the first SUBSCRIBE. Their
-            # filter's retained messages may have gone by already, even if the filter was in it.
-            late = list(dict.fromkeys(s.filter for s in self._subs if s not in self._session_subs))
-            self._session_subs = set()
-            self._send_subscribe(late)
+            self.subscriptions.subscribe_late()
             sent = 0
             # A failure here would end paho's network thread (we are in its callback), and with it
             # every reconnect: whatever paho refuses is logged and dropped instead.
@@ -579,45 +383,6 @@ class MqttBus:
             # E.g. a broker that wants a client certificate drops a TLS 1.3 client after the handshake.
             self._log_down(f"broker closed the connection before it was up: {rc}")
 
-    def _read_session_file(self) -> set[str]:
-        if self._session_file is None:
-            return set()
-        try:
-            data = json.loads(self._session_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return set()
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s, so filters of an earlier run may stay in the broker's session: %s",
-                        self._session_file, exc)
-            return set()
-        filters = data.get("filters") if isinstance(data, dict) and data.get("client_id") == self.settings.client_id \
-            else None
-        return {f for f in filters if isinstance(f, str) and valid_filter(f)} if isinstance(filters, list) else set()
-
-    def _write_session_file(self) -> None:
-        """Keep the session's filters (under ``_lock``); a failure is logged, the session goes on."""
-        path = self._session_file
-        if path is None:
-            return
-        text = json.dumps({"client_id": self.settings.client_id, "filters": sorted(self._session_filters)})
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() and path.read_text(encoding="utf-8") == text:
-                return
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(text, encoding="utf-8")
-            temporary.replace(path)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", path, exc)
-
-    def _stale(self, topic: str, ids: list[int]) -> None:
-        # A subscription of an earlier run, kept in the broker's session, whose filter this run does not
-        # have (the config changed): its copies would duplicate what the current filters receive.
-        self.stale += 1
-        if self.stale == 1:
-            log.warning("ignoring messages for subscriptions of an earlier run (e.g. %s, identifier %s) that the "
-                        "broker's session still holds; they end when the session does", topic, ids)
-
     def _log_down(self, message: str) -> None:
         """Log the first failure of an outage only, the rest at debug; tell ``on_down`` of each."""
         if self._down_logged:
@@ -632,55 +397,4 @@ class MqttBus:
                 log.exception("error in on-down callback %s", callback)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        # paho's manual_ack: the acknowledgement follows the hand-over, under the lock that
-        # close_intake takes, so no message is acknowledged that was not handed out.
-        with self._intake:
-            if not self._intake_open:
-                self.withheld += 1
-                return  # not acknowledged: a persistent session delivers it again
-            early = self._early
-            if early is not None:
-                if msg.qos or len(early) < EARLY_QOS0_MAX:
-                    early.append(msg)
-                return
-            self._take(msg)
-
-    def _take(self, msg: paho.MQTTMessage) -> None:
-        try:
-            self._dispatch(msg)
-        finally:
-            if msg.qos:
-                self._client.ack(msg.mid, msg.qos)
-
-    def _dispatch(self, msg: paho.MQTTMessage) -> None:
-        topic = msg.topic
-        subs = self._match_cache.get(topic)
-        if subs is None:
-            with self._lock:
-                subs = tuple(s for s in self._subs if paho.topic_matches_sub(s.matches, topic))
-                if len(self._match_cache) > 4096:
-                    self._match_cache.clear()
-                self._match_cache[topic] = subs
-        if not subs:
-            return
-        if self._v5:
-            ids = getattr(msg.properties, "SubscriptionIdentifier", None)
-            if ids:  # this copy is for these subscriptions only
-                subs = tuple(s for s in subs if s.id in ids)
-                if not subs:
-                    self._stale(topic, ids)
-                    return
-        retain = bool(msg.retain)
-        message = Message(topic, bytes(msg.payload), retain, msg.qos)
-        for sub in subs:
-            if retain:
-                # The broker sets retain only on what a SUBSCRIBE brings (MQTT-3.3.1-8/9), and each
-                # one brings the retained messages again: a subscription that has this topic's, from
-                # its own SUBSCRIBE or another one on the bus, is not given it twice.
-                if topic in sub.retained_seen:
-                    continue
-                sub.retained_seen.add(topic)
-            try:
-                sub.callback(message)
-            except Exception:
-                log.exception("error handling message on %s", topic)
+        self.subscriptions.on_message(msg)

@@ -72,23 +72,33 @@ def bridge_dir() -> Path:
     return config / "bridge"
 
 
-def make_pki(folder: Path) -> TlsListener:
-    """A test CA and a server certificate for 127.0.0.1 signed by it, made with ``openssl`` in ``folder``."""
+def openssl(folder: Path, *args: str) -> None:
+    """Run ``openssl ARGS`` in ``folder``, which holds ``openssl.cnf`` (``OPENSSL_CONFIG``)."""
     if shutil.which("openssl") is None:
         raise BrokerError("the openssl command is missing (Debian: apt-get install openssl)")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "openssl.cnf").write_text(OPENSSL_CONFIG)
+    config = folder / "openssl.cnf"
+    if not config.exists():
+        config.write_text(OPENSSL_CONFIG)
+    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, text=True)
 
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, text=True)
 
-    openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *NEW_KEY, "-days", "2",
-            "-subj", "/CN=housebus test central CA", "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", "-new", "-config", "openssl.cnf", *NEW_KEY, "-subj", "/CN=127.0.0.1",
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed test CA in ``folder``: (certificate, key)."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    openssl(folder, "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *NEW_KEY, "-days", "2",
+            "-subj", f"/CN=housebus test {name}", "-keyout", str(key), "-out", str(cert))
+    return cert, key
+
+
+def make_pki(folder: Path) -> TlsListener:
+    """A test CA and a server certificate for 127.0.0.1 signed by it, made with ``openssl`` in ``folder``."""
+    ca, ca_key = make_ca(folder, "ca")
+    openssl(folder, "req", "-new", "-config", "openssl.cnf", *NEW_KEY, "-subj", "/CN=127.0.0.1",
             "-keyout", "server.key", "-out", "server.csr")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "2",
+    openssl(folder, "x509", "-req", "-in", "server.csr", "-CA", str(ca), "-CAkey", str(ca_key), "-set_serial", "2",
             "-days", "2", "-extfile", "openssl.cnf", "-extensions", "server", "-out", "server.crt")
-    return TlsListener(cafile=folder / "ca.crt", certfile=folder / "server.crt", keyfile=folder / "server.key")
+    return TlsListener(cafile=ca, certfile=folder / "server.crt", keyfile=folder / "server.key")
 
 
 # ---- render-site ------------------------------------------------------------------------------------------

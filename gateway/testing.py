@@ -185,6 +185,22 @@ class MqttWatch:
         return self.wait_json(f"{base_topic}/bridge/info", _all_started, after=after, timeout=timeout)
 
 
+class Inbox:
+    """A subscription callback for ``MqttBus.subscribe`` that keeps what it is given (called on paho's thread)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, message: Any) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def payloads(self) -> list[bytes]:
+        with self._lock:
+            return [m.payload for m in self.messages]
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT, what: str = "condition") -> None:
     """Poll ``predicate`` until it is true; for state that sends no event (use ``wait_for`` when one does)."""
     deadline = time.monotonic() + timeout

@@ -11,38 +11,20 @@ subscription identifiers, those of an earlier run included.
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway import Message
 from gateway.config import MqttSettings
 from gateway.mqtt import MqttBus
-from gateway.testing import Topics, wait_until
+from gateway.testing import Inbox, Topics, wait_until
 
 pytestmark = pytest.mark.broker
 
 TIMEOUT = 10.0
 PROTOCOLS = ["3.1.1", "5"]
-
-
-class Inbox:
-    """A subscription callback that keeps what it is given (called on paho's thread)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, message: Message) -> None:
-        with self._lock:
-            self.messages.append(message)
-
-    def payloads(self) -> list[bytes]:
-        with self._lock:
-            return [m.payload for m in self.messages]
 
 
 def persistent(protocol: str, client_id: str) -> dict[str, Any]:

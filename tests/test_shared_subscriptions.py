@@ -8,15 +8,13 @@ MQTT 3.1.1 clients as well as to MQTT 5 ones, so both protocols are tested.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 
 import pytest
 
-from gateway import Message
 from gateway.mqtt import MqttBus, valid_filter
-from gateway.testing import Topics, wait_until
+from gateway.testing import Inbox, Topics, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -41,22 +39,6 @@ def test_shared_filters_are_valid(topic_filter):
 ])
 def test_malformed_shared_filters_are_refused(topic_filter):
     assert not valid_filter(topic_filter)
-
-
-class Inbox:
-    """A subscription callback that keeps what it is given (called on paho's thread)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, message: Message) -> None:
-        with self._lock:
-            self.messages.append(message)
-
-    def payloads(self) -> list[bytes]:
-        with self._lock:
-            return [m.payload for m in self.messages]
 
 
 def subscribed_bus(make_bus, protocol: str, *subscriptions: tuple[str, Inbox]) -> MqttBus:

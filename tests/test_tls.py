@@ -7,8 +7,6 @@ The certificates are made with the ``openssl`` command (Debian package ``openssl
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,31 +14,10 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import Broker, BrokerError, TlsListener
+from gateway.sitebrokers import make_ca, make_pki
 from gateway.testing import Topics, wait_until
 
 pytestmark = pytest.mark.broker
-
-# One file for both steps: the CA's own extensions, and those of the server certificate it signs.
-OPENSSL_CONFIG = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-NEW_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
 
 @dataclass(frozen=True)
 class Pki:
@@ -50,31 +27,15 @@ class Pki:
     other_ca: Path
 
 
-def openssl(folder: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, text=True)
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed CA: (certificate, key)."""
-    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    openssl(folder, "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *NEW_KEY, "-days", "2",
-            "-subj", f"/CN=housebus test {name}", "-keyout", str(key), "-out", str(cert))
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is missing (Debian: apt-get install openssl)")
     folder = tmp_path_factory.mktemp("pki")
-    (folder / "openssl.cnf").write_text(OPENSSL_CONFIG)
-    ca, ca_key = make_ca(folder, "ca")
+    try:
+        listener = make_pki(folder)
+    except BrokerError as exc:
+        pytest.fail(str(exc))
     other_ca, _ = make_ca(folder, "other-ca")
-    openssl(folder, "req", "-new", "-config", "openssl.cnf", *NEW_KEY, "-subj", "/CN=127.0.0.1",
-            "-keyout", "server.key", "-out", "server.csr")
-    openssl(folder, "x509", "-req", "-in", "server.csr", "-CA", str(ca), "-CAkey", str(ca_key), "-set_serial", "2",
-            "-days", "2", "-extfile", "openssl.cnf", "-extensions", "server", "-out", "server.crt")
-    return Pki(TlsListener(cafile=ca, certfile=folder / "server.crt", keyfile=folder / "server.key"), other_ca)
+    return Pki(listener, other_ca)
 
 
 @pytest.fixture(scope="module")
