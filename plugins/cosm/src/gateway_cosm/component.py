@@ -163,6 +163,8 @@ class Cosm(Component[CosmConfig]):
             self._recent[key] = None
             if len(self._recent) > RECENT_READINGS:
                 self._recent.popitem(last=False)
+        # Due before the row is written: whoever sees the row in the buffer finds its cosm/info due too.
+        self._publish_info(pending_only=True)
         try:
             self.store.add(stream.id, now if at is None else at, value)
         except Exception as exc:  # an sqlite3.Error: disk full, read-only, I/O error
@@ -171,7 +173,6 @@ class Cosm(Component[CosmConfig]):
         if self._buffer_error is not None:
             self._buffer_error = None
             self.ctx.log.info("the buffer in %s takes readings again", self.ctx.data_dir)
-        self._publish_info(pending_only=True)
 
     def _buffer_failed(self, exc: Exception) -> None:
         """A reading the buffer could not take: reported once per kind of failure, not once per reading."""
