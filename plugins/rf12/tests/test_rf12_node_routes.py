@@ -102,7 +102,7 @@ def test_a_struct_node_built_without_fields_is_a_problem_and_is_published_raw() 
 
 def test_an_unknown_node_type_is_a_problem_listing_the_known_types_and_the_node_is_published_raw() -> None:
     nodes = table({"8": {"type": "nosuch"}, "9": {"type": "broken"}}, {**BUILTIN, "broken": 42})
-    known = "broken, emonTx, radioBlip, radioBlip2, roomNode, struct"
+    known = "broken, emonPi, emonTH, emonTx, emonTx3, radioBlip, radioBlip2, roomNode, struct"
     assert nodes.problems == [
         f"[rf12.nodes.8] unknown type 'nosuch'; known types: {known}. Its packets are published raw",
         f"[rf12.nodes.9] unknown type 'broken'; known types: {known}. Its packets are published raw",

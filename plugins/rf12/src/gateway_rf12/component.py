@@ -32,6 +32,7 @@ from gateway_rf12.lines import (
     format_config,
     format_direct,
     format_send,
+    is_oem,
     parse_config,
     parse_ok,
     parse_sent,
@@ -71,6 +72,8 @@ class Rf12(Component[Rf12Config], LineProtocol):
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.radio: RadioConfig | None = None
         self.version: str | None = None
+        # Set from the banner / 'v' line only: OEM and stock lines cannot be told apart one by one (see lines.py).
+        self.oem = False
         self.ready = False
         self.link: SerialLink | None = None
         self.table = NodeTable({}, {})
@@ -87,6 +90,7 @@ class Rf12(Component[Rf12Config], LineProtocol):
         self._pending_echo: bytes | None = None
         self._info_dirty = False
         self._discovered = False
+        self._rssi_seen: set[tuple[int, int]] = set()  # (group, node) of nodes whose packets carried an RSSI
         self._garbage_warned = False
         self._silence_warned = False
         ctx.provide("rf12.send", self.send)
@@ -138,7 +142,7 @@ class Rf12(Component[Rf12Config], LineProtocol):
         head = line[:2]
         if head == b"OK":
             try:
-                packet = parse_ok(line)
+                packet = parse_ok(line, node_id_only=self.oem)
             except LineError as exc:
                 self._garbage(line, str(exc))
                 return
@@ -201,6 +205,13 @@ class Rf12(Component[Rf12Config], LineProtocol):
                 self.ctx.log.warning("node %s (%s): %s; publishing raw bytes. Logged once per node, "
                                      "counted in rf12/info as decode_errors", route.key, route.type, error)
         self.ctx.publish_state(route.device, values, replace=True)
+        if packet.rssi is not None and (group, packet.node) not in self._rssi_seen:
+            self._rssi_seen.add((group, packet.node))
+            if self._discovered and route.decoder is not None:
+                # Announced again with its RSSI sensor; before discovery, _discover includes it.
+                device = node_device(self.ctx, route.key, group, packet.node, route.decoder, rssi=True)
+                if device is not None:
+                    self.ctx.discover(device)
 
     # ---- handshake and configuration ---------------------------------------------------
 
@@ -237,6 +248,7 @@ class Rf12(Component[Rf12Config], LineProtocol):
     def _on_config(self, config: RadioConfig) -> None:
         if config.version is not None:
             self.version = config.version
+            self.oem = is_oem(config.version)
         self.radio = config
         was_ready = self.ready
         home = self._home_group
@@ -310,7 +322,8 @@ class Rf12(Component[Rf12Config], LineProtocol):
             if decoder is None:
                 continue
             g = group if group is not None else home
-            device = node_device(self.ctx, cfg.name or f"{g}_{node}", g, node, decoder)
+            device = node_device(self.ctx, cfg.name or f"{g}_{node}", g, node, decoder,
+                                 rssi=(g, node) in self._rssi_seen)
             if device is not None:
                 self.ctx.discover(device)
 

@@ -27,7 +27,8 @@ class StructField(ConfigModel):
 
 
 class NodeConfig(ConfigModel):
-    type: str = Field(min_length=1, description="roomNode, radioBlip, radioBlip2, emonTx, struct or a plugin's type")
+    type: str = Field(min_length=1, description="roomNode, radioBlip, radioBlip2, emonTx, emonTx3, emonTH, emonPi, "
+                                               "struct or a plugin's type")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
                              description="friendly name: topic <base>/rf12/<name>")
     fields: list[StructField] | None = None

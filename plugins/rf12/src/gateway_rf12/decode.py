@@ -27,6 +27,9 @@ class Rf12LineDecoder(Decoder):
                                  "or one a plugin adds)")
         parser.add_argument("--group", type=int, default=None,
                             help="the JeeLink's group (default: [rf12] group, else 212)")
+        parser.add_argument("--oem", action="store_true",
+                            help="lines from OpenEnergyMonitor's [RF12demo.14] (RFM69Pi, emonPi): the first number "
+                                 "after OK is the node id alone, not RF12demo's header byte")
 
     def __init__(self, config: Any, base_topic: str, args: argparse.Namespace, hook: Any = None) -> None:
         super().__init__(config, base_topic, args, hook)
@@ -37,6 +40,7 @@ class Rf12LineDecoder(Decoder):
         if group is None:  # 0 is a group too: RF12demo's "any group"
             group = cfg.group if cfg is not None and cfg.group is not None else DEFAULT_GROUP
         self.group: int = group
+        self.oem = bool(getattr(args, "oem", False))
         self.problems: list[str] = []
         self.decoders = collect_decoders(hook, self.problems.append)
         self.table = NodeTable(nodes, self.decoders)
@@ -44,7 +48,7 @@ class Rf12LineDecoder(Decoder):
 
     def decode(self, text: str) -> dict[str, Any]:
         try:
-            packet = parse_ok(text.encode("utf-8", "replace"))
+            packet = parse_ok(text.encode("utf-8", "replace"), node_id_only=self.oem)
         except LineError as exc:
             return {"input": text, "error": f"not an RF12demo OK line: {exc}"}
         if packet.ctl or packet.dst:

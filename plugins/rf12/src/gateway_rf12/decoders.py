@@ -107,12 +107,18 @@ class RadioBlip2:
 
 @dataclass(frozen=True)
 class Field:
-    """One value of a struct payload, emonhub style."""
+    """One value of a struct payload, emonhub style.
+
+    ``state_class`` and ``category`` only shape the Home Assistant entity: a pulse counter is
+    ``total_increasing``, a node's battery voltage is ``diagnostic``.
+    """
 
     name: str
     code: str
     scale: float = 1.0
     unit: str | None = None
+    state_class: str = "measurement"
+    category: str | None = None
 
 
 _DEVICE_CLASSES = {"W": "power", "V": "voltage", "A": "current", "°C": "temperature", "Wh": "energy",
@@ -141,16 +147,18 @@ class StructDecoder:
 
     model = "struct"
 
-    def __init__(self, fields: Sequence[Field]) -> None:
+    def __init__(self, fields: Sequence[Field], name: str = "struct") -> None:
+        self.name = self.model = name  # the node type, named in the wrong-length error and shown in Home Assistant
         self.fields = tuple(fields)
         self._struct = struct.Struct("<" + "".join(f.code for f in self.fields))
         self._names = tuple(f.name for f in self.fields)
         self._scalers = tuple(_scaler(f.scale) for f in self.fields)
         self.entities = tuple(
             Entity("sensor", f.name, f.name.replace("_", " ").capitalize(), {
-                "state_class": "measurement",
+                "state_class": f.state_class,
                 **({"unit_of_measurement": f.unit} if f.unit else {}),
                 **({"device_class": _DEVICE_CLASSES[f.unit]} if f.unit in _DEVICE_CLASSES else {}),
+                **({"entity_category": f.category} if f.category else {}),
             })
             for f in self.fields
         )
@@ -161,18 +169,38 @@ class StructDecoder:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) != self._struct.size:
-            raise _length_error("struct", str(self._struct.size), len(data))
+            raise _length_error(self.name, str(self._struct.size), len(data))
         values = self._struct.unpack(data)
         return {name: scale(v) for name, scale, v in zip(self._names, self._scalers, values, strict=True)}
 
 
-EMONTX_V3 = (
+# The OpenEnergyMonitor nodes, as emonhub's default node definitions decode them (rf12.md 4.3/4.4; emonhub
+# conf/emonpi.default.emonhub.conf and available.conf): little-endian datacodes h = int16, L = uint32, and
+# emonhub's names and scales. The firmware sends 3000 (300.0 °C) for a temperature sensor that is not fitted;
+# it is passed on as sent, as emonhub does.
+_COUNTER = "total_increasing"  # a pulse count only grows (until the node restarts)
+EMONTX_V3 = (  # emonTx V3 discrete sampling fw >= 2.3, nodes 7-10: h x 11, L
     *(Field(f"power{i}", "h", 1, "W") for i in range(1, 5)),
     Field("vrms", "h", 0.01, "V"),
     *(Field(f"temp{i}", "h", 0.1, "°C") for i in range(1, 7)),
-    Field("pulse", "L", 1, None),
+    Field("pulse", "L", 1, None, state_class=_COUNTER),
 )
 EMONTX_OLD = (*EMONTX_V3[:5], Field("temp", "h", 0.1, "°C"))
+EMONTH_V1 = (  # emonTH V1, nodes 19-22: h x 4, all scaled 0.1
+    Field("temperature", "h", 0.1, "°C"),
+    Field("external_temperature", "h", 0.1, "°C"),
+    Field("humidity", "h", 0.1, "%"),
+    Field("battery", "h", 0.1, "V", category=_DIAGNOSTIC),
+)
+EMONTH_V2 = (*EMONTH_V1, Field("pulsecount", "L", 1, None, state_class=_COUNTER))  # emonTH V2, nodes 23-26: h x 4, L
+EMONPI = (  # emonPi, node 5: h x 10, L
+    Field("power1", "h", 1, "W"),
+    Field("power2", "h", 1, "W"),
+    Field("power1pluspower2", "h", 1, "W"),
+    Field("vrms", "h", 0.01, "V"),
+    *(Field(f"t{i}", "h", 0.1, "°C") for i in range(1, 7)),
+    Field("pulsecount", "L", 1, None, state_class=_COUNTER),
+)
 
 
 class EmonTx:
@@ -193,11 +221,41 @@ class EmonTx:
         raise _length_error("emonTx", f"{self._v3.size} or {self._old.size}", len(data))
 
 
+class EmonTH:
+    """emonTH: V2 (12 bytes, with a pulse count) or V1 (8 bytes), told apart by length."""
+
+    model = "emonTH"
+
+    def __init__(self) -> None:
+        self._v2 = StructDecoder(EMONTH_V2, "emonTH")
+        self._v1 = StructDecoder(EMONTH_V1, "emonTH")
+        self.entities = self._v2.entities
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) == self._v2.size:
+            return self._v2.decode(data)
+        if len(data) == self._v1.size:
+            return self._v1.decode(data)
+        raise _length_error("emonTH", f"{self._v2.size} or {self._v1.size}", len(data))
+
+
+def emon_tx3() -> StructDecoder:
+    """emonTx V3 (fw >= 2.3) only: unlike ``emonTx``, a 12-byte payload is a decode problem, not the old layout."""
+    return StructDecoder(EMONTX_V3, "emonTx3")
+
+
+def emon_pi() -> StructDecoder:
+    return StructDecoder(EMONPI, "emonPi")
+
+
 BUILTIN: Mapping[str, NodeDecoder] = {
     "roomNode": RoomNode(),
     "radioBlip": RadioBlip(),
     "radioBlip2": RadioBlip2(),
     "emonTx": EmonTx(),
+    "emonTx3": emon_tx3(),
+    "emonTH": EmonTH(),
+    "emonPi": emon_pi(),
 }
 """Built-in node types; ``struct`` is built per node from its ``fields``."""
 

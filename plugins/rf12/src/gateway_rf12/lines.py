@@ -83,8 +83,25 @@ def _byte(token: bytes) -> int:
     return value
 
 
-def parse_ok(line: bytes) -> Packet:
+# OpenEnergyMonitor's fork of RF12demo (RFM2Pi / RFM69Pi / emonPi boards) announces itself as [RF12demo.14];
+# jeelib's own RF12demo never went past .12 (rf12.md 1.1 and 1.3). The fork prints `rf12_hdr & 0x1F` after "OK":
+# the node id alone, without the CTL/DST/ACK bits of the header byte (RFM2Pi PR #1, "bugfix for ack effecting
+# node id"), and emonhub reads it that way. Stock RF12demo prints the whole header byte, so the two can only be
+# told apart by the banner, not by a line: "OK 5 ..." reads the same in both.
+OEM_VERSIONS = frozenset({"RF12demo.14"})
+
+
+def is_oem(version: str | None) -> bool:
+    """Whether the banner's version is OpenEnergyMonitor's RF12demo fork, which prints node ids without header bits."""
+    return version in OEM_VERSIONS
+
+
+def parse_ok(line: bytes, *, node_id_only: bool = False) -> Packet:
     """Parse an ``OK`` line: decimal (``OK 5 1 2``, ``OK G212 5 1 2``) or hex (``OKX 0501``).
+
+    Args:
+        node_id_only: the line comes from the OEM firmware (``is_oem``): the first number is the node id,
+            0-31, and the packet carries no header flags. A larger number cannot come from that firmware.
 
     Raises:
         LineError: the line is not a well-formed packet line.
@@ -134,6 +151,8 @@ def parse_ok(line: bytes) -> Packet:
         raise LineError(str(exc)[:60]) from None
     if len(values) - 1 > MAX_DATA:
         raise LineError(f"{len(values) - 1} data bytes, more than {MAX_DATA}")
+    if node_id_only and values[0] > ID_MASK:
+        raise LineError(f"node id {values[0]} from the OEM firmware, which prints ids 0-31 only")
     return Packet(values[0], bytes(values[1:]), group, rssi)
 
 

@@ -122,13 +122,17 @@ class JeeLinkSimulator:
             the config line that follows still shows the old setting.
         mute: answer nothing at all, like a JeeLink at another baud rate.
         led: the simulated ledNode.
+        oem: it is OpenEnergyMonitor's ``[RF12demo.14]`` (an RFM69Pi / emonPi board): ``packet`` prints the
+            node id alone after ``OK``, without the header's flag bits, as that firmware does.
     """
 
     def __init__(self, path: Path | None = None, *, node_id: int = 1, group: int = 212, band: int = 868,
-                 collect: bool = False, quiet: bool = True, version: str = "RF12demo.12",
+                 collect: bool = False, quiet: bool = True, version: str | None = None, oem: bool = False,
                  port_factory: PortFactory | None = None) -> None:
         self.node_id, self.group, self.band = node_id, group, band
-        self.collect, self.quiet, self.version = collect, quiet, version
+        self.oem = oem
+        self.collect, self.quiet = collect, quiet
+        self.version = version if version is not None else ("RF12demo.14" if oem else "RF12demo.12")
         self.commands: list[str] = []
         self.transmissions: list[tuple[int, int, int, bytes]] = []
         self.eeprom_writes = 0
@@ -184,13 +188,23 @@ class JeeLinkSimulator:
         """Send a raw line (CRLF added) as if RF12demo printed it."""
         self.port.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
 
+    def packet(self, node: int, data: bytes, *, ack: bool = False, rssi: int | None = None) -> str:
+        """Emit the ``OK`` line of a packet broadcast by ``node`` and return it.
+
+        Stock RF12demo prints the header byte (with the ACK bit when ``ack``), the OEM firmware the node id
+        alone. ``rssi`` (dBm) adds the `` (-63) `` suffix of RFM69 builds, trailing space included.
+        """
+        head = node & ID_MASK if self.oem else node | (ACK if ack else 0)
+        line = "OK " + " ".join(str(b) for b in (head, *data))
+        if rssi is not None:
+            line += f" ({rssi}) "
+        self.inject(line)
+        return line
+
     def room_node(self, node: int, *, light: int = 100, motion: bool = False, humidity: int = 50,
                   temperature: float = 20.0, battery_low: bool = False, ack: bool = False) -> str:
         """Emit the ``OK`` line of a roomNode report and return it."""
-        data = encode_room_node(light, motion, humidity, temperature, battery_low)
-        line = "OK " + " ".join(str(b) for b in (node | (ACK if ack else 0), *data))
-        self.inject(line)
-        return line
+        return self.packet(node, encode_room_node(light, motion, humidity, temperature, battery_low), ack=ack)
 
     # ---- what RF12demo reads ------------------------------------------------------------
 
