@@ -234,7 +234,7 @@ def test_cm180_total_only_when_count_is_zero():
     assert "energy" not in reading("11 5A 02 00 A4 12 01 00 00 01 72 00 00 00 67 28 97 79").values
 
 
-@pytest.mark.parametrize("frame", ["0A 52 7F 11 70 02 00 A7 2D 00 89", "0B 5B 01 00 01 23 45 67 05 02 08 70",
+@pytest.mark.parametrize("frame", ["0A 52 7F 11 70 02 00 A7 2D 00 89", "0B 5D 01 00 01 23 45 67 05 02 08 70",
                                    "08 20 7E 4D D3 DC 54 00 89"])
 def test_unknown_types_and_subtypes(frame):
     with pytest.raises(UnknownPacketError) as caught:

@@ -40,7 +40,7 @@ def test_the_dedupe_window_ends_exactly_its_length_after_the_first_reading(sim, 
                                                                            housebus_topics):
     base = housebus_topics.base
     component, clock = start_on_clock(sim, dedupe_window=1.0)
-    unknown = "0a 5b 7f 11 70 02 00 a7 2d 00 89"
+    unknown = "0a 5d 7f 11 70 02 00 a7 2d 00 89"
     at = mqtt_watch.mark()
     sim.inject(OREGON)
     sim.inject(unknown)
@@ -60,12 +60,12 @@ def test_unknown_frames_that_differ_in_any_byte_but_the_sequence_number_are_each
         sim, start_on_clock, mqtt_watch, housebus_topics):
     base = housebus_topics.base
     component, _ = start_on_clock(sim)
-    frames = ["0a 5b 7f 11 70 02 00 a7 2d 00 89",
-              "0a 5b 7f 12 70 02 00 a7 2d 00 89",  # a repeat: dropped
-              "0a 5c 7f 13 70 02 00 a7 2d 00 89",  # another packet type
-              "0a 5c 7e 14 70 02 00 a7 2d 00 89",  # another subtype
-              "0a 5c 7e 15 71 02 00 a7 2d 00 89",  # the first byte after the sequence number
-              "0a 5c 7e 16 71 02 00 a7 2d 00 88"]  # the last byte
+    frames = ["0a 5d 7f 11 70 02 00 a7 2d 00 89",
+              "0a 5d 7f 12 70 02 00 a7 2d 00 89",  # a repeat: dropped
+              "0a 58 7f 13 70 02 00 a7 2d 00 89",  # another packet type
+              "0a 58 7e 14 70 02 00 a7 2d 00 89",  # another subtype
+              "0a 58 7e 15 71 02 00 a7 2d 00 89",  # the first byte after the sequence number
+              "0a 58 7e 16 71 02 00 a7 2d 00 88"]  # the last byte
     at = mqtt_watch.mark()
     for frame in frames:
         sim.inject(frame)
@@ -82,19 +82,19 @@ def test_each_kind_of_unknown_frame_is_warned_about_once_then_logged_at_debug(si
     base = housebus_topics.base
     caplog.set_level(logging.DEBUG, logger="housebus")
     start_on_clock(sim)
-    frames = ["0a 5b 7f 11 70 02 00 a7 2d 00 89", "0a 5b 7f 12 71 02 00 a7 2d 00 89",
-              "0a 5c 7f 13 70 02 00 a7 2d 00 89"]
+    frames = ["0a 5d 7f 11 70 02 00 a7 2d 00 89", "0a 5d 7f 12 71 02 00 a7 2d 00 89",
+              "0a 58 7f 13 70 02 00 a7 2d 00 89"]
     at = mqtt_watch.mark()
     for frame in frames:
         sim.inject(frame)
-    mqtt_watch.wait_json(f"{base}/rfxtrx/unknown", lambda u: u["packet_type"] == "5c", after=at)
+    mqtt_watch.wait_json(f"{base}/rfxtrx/unknown", lambda u: u["packet_type"] == "58", after=at)
     logged = [(r.levelno, r.getMessage()) for r in caplog.records if "published on" in r.getMessage()]
     assert logged == [
-        (logging.WARNING, f"unknown packet type 0x5b subtype 0x7f (frame 0a5b7f11700200a72d0089); published on "
+        (logging.WARNING, f"unknown packet type 0x5d subtype 0x7f (frame 0a5d7f11700200a72d0089); published on "
                           f"{base}/rfxtrx/unknown"),
-        (logging.DEBUG, f"unknown packet type 0x5b subtype 0x7f (frame 0a5b7f12710200a72d0089); published on "
+        (logging.DEBUG, f"unknown packet type 0x5d subtype 0x7f (frame 0a5d7f12710200a72d0089); published on "
                         f"{base}/rfxtrx/unknown"),
-        (logging.WARNING, f"unknown packet type 0x5c subtype 0x7f (frame 0a5c7f13700200a72d0089); published on "
+        (logging.WARNING, f"unknown packet type 0x58 subtype 0x7f (frame 0a587f13700200a72d0089); published on "
                           f"{base}/rfxtrx/unknown"),
     ]
 

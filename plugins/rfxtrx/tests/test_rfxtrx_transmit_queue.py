@@ -49,8 +49,8 @@ def test_a_raw_frame_goes_out_with_a_sequence_number_and_a_lighting_one_updates_
     send = f"{base}/rfxtrx/send"
     start_on_clock(sim, devices={"11_01_0109b52_11": {"name": "wall_switch", "aliases": ["11_01_0109b53_11"]}})
     mark = sim.mark()
-    mqtt_watch.publish(send, "04 16 00 00 07")  # the shortest frame there is, of a type the gateway cannot decode
-    assert without_seq(sim.wait_frame(lambda f: f[1] == 0x16, after=mark)) == bytes.fromhex("04 16 00 07")
+    mqtt_watch.publish(send, "04 17 00 00 07")  # the shortest frame there is, of a type the gateway cannot decode
+    assert without_seq(sim.wait_frame(lambda f: f[1] == 0x17, after=mark)) == bytes.fromhex("04 17 00 07")
     # A command of the wall switch's remote with its other (alias) id: the wall switch's state follows the ACK.
     mqtt_watch.publish(send, "0b 11 01 00 00 10 9b 53 0b 01 0f 00")
     assert mqtt_watch.wait_json(f"{base}/rfxtrx/wall_switch") == {"command": "on", "state": "ON", "level": 15}

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from pydantic import Field, field_validator, model_validator
 
 from gateway import ConfigModel, SerialUrl
+from gateway_rfxtrx import meters, remotes
 from gateway_rfxtrx.packets import LIGHTING_TYPES, PROTOCOLS, SUBTYPE_NAMES
 
 ID_RE = re.compile(r"^([0-9a-f]{2})_([0-9a-f]{2})_([0-9a-f]+)(?:_(\d+))?$")
 # Digits of the address per packet type, and whether the id ends in a unit.
-ADDRESS_DIGITS = {0x10: 2, 0x11: 7, 0x14: 6, 0x20: 6}
+ADDRESS_DIGITS = {0x10: 2, 0x11: 7, 0x14: 6, 0x20: 6,
+                  **{t: digits for t, (digits, _) in (remotes.ID_FORMATS | meters.ID_FORMATS).items()}}
+# Receive-only types whose ids end in a unit (remotes, blinds): not lighting, so no /set.
+UNIT_TYPES = LIGHTING_TYPES | {t for t, (_, unit) in remotes.ID_FORMATS.items() if unit}
 SENSOR_DIGITS = 4
 RESERVED_NAMES = frozenset({"send", "info", "unknown", "availability"})
 
@@ -57,9 +61,9 @@ def parse_device_id(text: str) -> DeviceId:
         raise ValueError(f"{text!r}: a lighting2 address has 26 bits (at most 3ffffff)")
     if ptype == 0x10 and not 0x41 <= value <= 0x50:
         raise ValueError(f"{text!r}: a lighting1 house code is 41 ('A') to 50 ('P')")
-    if ptype in LIGHTING_TYPES:
+    if ptype in UNIT_TYPES:
         if unit is None:
-            raise ValueError(f"{text!r}: lighting ids end in _<unit>")
+            raise ValueError(f"{text!r}: ids of packet type {m[1]} end in _<unit>")
         if not 0 <= int(unit) <= 255 or str(int(unit)) != unit:
             raise ValueError(f"{text!r}: unit must be a decimal number 0-255 without leading zeros")
     elif unit is not None:

@@ -53,6 +53,57 @@ RSSI = _sensor("rssi", "Signal", None, None, **_DIAGNOSTIC)
 COMMAND = _sensor("command", "Last command", state_class=None)
 TAMPER = Entity("binary_sensor", "tamper", "Tamper", {"device_class": "tamper", **_DIAGNOSTIC})
 
+# Receive-only types (remotes.py, meters.py).
+CODE = _sensor("code", "Code", state_class=None)
+PULSE = _sensor("pulse", "Pulse width", None, "µs", **_DIAGNOSTIC)
+SOUND = _sensor("sound", "Sound", state_class=None)
+PERCENT = _sensor("percent", "Position", None, "%")
+ANGLE = _sensor("angle", "Angle", None, "°")
+FOOD = _sensor("temperature_food", "Food temperature", "temperature", "°C")
+BBQ = _sensor("temperature_bbq", "BBQ temperature", "temperature", "°C")
+CURRENTS = tuple(_sensor(f"current_{n}", f"Current {n}", "current", "A") for n in (1, 2, 3))
+VOLTAGE = _sensor("voltage", "Voltage", "voltage", "V")
+CURRENT = _sensor("current", "Current", "current", "A")
+POWER_FACTOR = _sensor("power_factor", "Power factor", "power_factor")
+FREQUENCY = _sensor("frequency", "Frequency", "frequency", "Hz")
+ENERGY_1 = _sensor("energy_1", "Energy index 1", "energy", "Wh", "total_increasing")
+ENERGY_2 = _sensor("energy_2", "Energy index 2", "energy", "Wh", "total_increasing")
+ENERGY_PRODUCED = _sensor("energy_produced", "Energy produced", "energy", "Wh", "total_increasing")
+COUNTER_1 = _sensor("counter_1", "Counter 1", state_class="total_increasing")
+COUNTER_2 = _sensor("counter_2", "Counter 2", state_class="total_increasing")
+COUNTER = _sensor("counter", "Counter", state_class="total_increasing")
+VALUE = _sensor("value", "Value", state_class=None)
+MESSAGE = _sensor("message", "Message", state_class=None)
+TARIFF = _sensor("tariff", "Tariff", state_class=None)
+CONTRACT = _sensor("contract_type", "Contract type", state_class=None, **_DIAGNOSTIC)
+POWER_VA = _sensor("power", "Apparent power", "apparent_power", "VA")
+TELEINFO = Entity("binary_sensor", "teleinfo_ok", "Teleinfo", {
+    "device_class": "connectivity", "value_template": "{{ 'ON' if value_json.teleinfo_ok else 'OFF' }}",
+    **_DIAGNOSTIC})
+
+# Per receive-only type: its entities by subtype (None: every subtype), and whether it reports a battery.
+_RECEIVE_ONLY: dict[int, tuple[dict[int | None, tuple[Entity, ...]], bool]] = {
+    0x12: ({None: (COMMAND,)}, False),
+    0x13: ({None: (CODE, PULSE)}, False),
+    0x15: ({None: (COMMAND,)}, False),
+    0x16: ({None: (SOUND,)}, False),
+    0x19: ({None: (COMMAND,)}, False),
+    0x1A: ({None: (COMMAND,)}, False),
+    0x1E: ({None: (COMMAND,)}, True),
+    0x31: ({None: (COMMAND, PERCENT, ANGLE)}, True),
+    0x4E: ({None: (FOOD, BBQ)}, True),
+    0x4F: ({None: (TEMPERATURE, RAIN_TOTAL)}, True),
+    0x53: ({None: (PRESSURE, FORECAST)}, True),
+    0x59: ({None: CURRENTS}, True),
+    0x5B: ({None: (*CURRENTS, ENERGY)}, True),
+    0x5C: ({None: (VOLTAGE, CURRENT, POWER, ENERGY, POWER_FACTOR, FREQUENCY)}, False),
+    # TIC's power is the meter's apparent power (PAPP, VA); the Linky frame carries active power.
+    0x60: ({0x01: (ENERGY_1, ENERGY_2, POWER_VA, CONTRACT, TELEINFO), 0x02: (COUNTER_1, COUNTER_2),
+            0x03: (ENERGY, ENERGY_PRODUCED, POWER, VOLTAGE, TARIFF, TELEINFO)}, True),
+    0x70: ({0x00: (TEMPERATURE,), 0x01: (VOLTAGE,), 0x02: (VOLTAGE,), 0x03: (MESSAGE,)}, False),
+    0x71: ({0x00: (COUNTER,), None: (VALUE,)}, False),
+}
+
 _SENSORS: dict[int, tuple[Entity, ...]] = {
     0x50: (TEMPERATURE,),
     0x51: (HUMIDITY, HUMIDITY_STATUS),
@@ -101,6 +152,11 @@ def entities(packet_type: int, subtype: int, *, dimmable: bool, heard: bool, com
             found.append(COMMAND)
         found.append(TAMPER)
         if subtype not in SMOKE_SUBTYPES:
+            found.append(BATTERY)
+    elif packet_type in _RECEIVE_ONLY:
+        by_subtype, has_battery = _RECEIVE_ONLY[packet_type]
+        found += by_subtype.get(subtype, by_subtype.get(None, ()))
+        if has_battery:
             found.append(BATTERY)
     elif packet_type == 0x55:
         found += (RAIN_RATE,) if subtype in (0x01, 0x02) else ()

@@ -12,6 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway_rfxtrx import meters, remotes
+
+# Reading and FORECAST lived here before the family modules: re-exported for existing imports.
+from gateway_rfxtrx.fields import FORECAST as FORECAST
+from gateway_rfxtrx.fields import Reading as Reading
+from gateway_rfxtrx.fields import battery_rssi as _battery_rssi
+from gateway_rfxtrx.fields import forecast
+from gateway_rfxtrx.fields import temperature as _temperature
+
 # ---- names -----------------------------------------------------------------------------
 
 TYPE_NAMES: dict[int, str] = {
@@ -27,6 +36,8 @@ TYPE_NAMES: dict[int, str] = {
     0x56: "wind",
     0x57: "uv",
     0x5A: "energy",
+    **remotes.TYPE_NAMES,
+    **meters.TYPE_NAMES,
 }
 
 LIGHTING_TYPES = frozenset({0x10, 0x11, 0x14})
@@ -58,10 +69,11 @@ SUBTYPE_NAMES: dict[int, dict[int, str]] = {
            0x06: "WS2300", 0x07: "Alecto WS4500", 0x08: "WIND8"},
     0x57: {0x01: "UVN128/UV138", 0x02: "UVN800", 0x03: "TFA"},
     0x5A: {0x01: "CM119/CM160", 0x02: "CM180"},
+    **remotes.SUBTYPE_NAMES,
+    **meters.SUBTYPE_NAMES,
 }
 
 HUMIDITY_STATUS = ("normal", "comfort", "dry", "wet")  # SDK humstat_*; pyRFXtrx's order is wrong
-FORECAST = ("no_info", "sunny", "partly_cloudy", "cloudy", "rain")
 
 LIGHTING1_COMMANDS = {0x00: "off", 0x01: "on", 0x02: "dim", 0x03: "bright", 0x04: "program",
                       0x05: "group_off", 0x06: "group_on", 0x07: "chime", 0xFF: "illegal"}
@@ -136,18 +148,6 @@ class UnknownPacketError(DecodeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """An RF packet from a device: its id and the state keys it carries."""
-
-    device_id: str
-    packet_type: int
-    subtype: int
-    values: dict[str, Any]
-    address: int = 0
-    unit: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Status:
     """The interface's answer to get-status or set-mode."""
 
@@ -214,8 +214,10 @@ FIXED_LENGTHS: dict[int, frozenset[int]] = {
     0x56: frozenset({0x10}),
     0x57: frozenset({0x09}),
     0x5A: frozenset({0x11}),
+    **remotes.LENGTHS,
+    **meters.LENGTHS,
 }
-# Types the SDK defines whose exact length we do not check: accept a plausible range.
+# Types the SDK defines whose exact length we do not check: accept a plausible range (FIXED_LENGTHS wins).
 _OTHER_SDK_TYPES = (0x03, *range(0x16, 0x20), 0x21, 0x28, 0x30, 0x31, *range(0x40, 0x44), 0x48,
                     0x4E, 0x4F, 0x58, 0x59, 0x5B, 0x5C, 0x5D, 0x60, 0x61, 0x62, *range(0x70, 0x78))
 _RANGE = frozenset(range(0x04, 0x25))
@@ -230,19 +232,6 @@ def plausible(length: int, packet_type: int) -> bool:
 
 
 # ---- field helpers -----------------------------------------------------------------------
-
-
-def _temperature(hi: int, lo: int) -> float:
-    value = ((hi & 0x7F) << 8 | lo) / 10
-    return -value if hi & 0x80 else value
-
-
-def _battery_rssi(values: dict[str, Any], last: int) -> None:
-    level = last & 0x0F
-    values["battery_level"] = level
-    if level <= 9:  # the nibble is 0-9; anything else is not a level we can turn into %
-        values["battery"] = (level + 1) * 10
-    values["rssi"] = last >> 4
 
 
 def _base(frame: bytes, device_id: str) -> dict[str, Any]:
@@ -366,7 +355,7 @@ def _temp_hum_baro(f: bytes) -> Reading:
     values["humidity"] = f[8]
     values["humidity_status"] = _humidity_status(f[9])
     values["pressure"] = f[10] << 8 | f[11]
-    values["forecast"] = FORECAST[f[12]] if f[12] < len(FORECAST) else f"0x{f[12]:02x}"
+    values["forecast"] = forecast(f[12])
     _battery_rssi(values, f[13])
     return Reading(dev, f[1], f[2], values, address)
 
@@ -430,7 +419,7 @@ def _energy(f: bytes) -> Reading:
 _READINGS: dict[int, Callable[[bytes], Reading]] = {
     0x10: _lighting1, 0x11: _lighting2, 0x14: _lighting5, 0x20: _security1,
     0x50: _temp, 0x51: _hum, 0x52: _temp_hum, 0x54: _temp_hum_baro, 0x55: _rain, 0x56: _wind, 0x57: _uv,
-    0x5A: _energy,
+    0x5A: _energy, **remotes.DECODERS, **meters.DECODERS,
 }
 
 
@@ -476,6 +465,9 @@ def decode(frame: bytes) -> Packet:
     handler = _READINGS.get(ptype)
     if handler is not None:
         if sub not in SUBTYPE_NAMES[ptype]:
+            raise UnknownPacketError(ptype, sub)
+        if frame[0] != meters.SUBTYPE_LENGTHS.get(ptype, {}).get(sub, frame[0]):
+            # Well-formed for its type (the framer believed it) but not this subtype's layout: pass it on raw.
             raise UnknownPacketError(ptype, sub)
         return handler(frame)
     if ptype == 0x02:

@@ -56,6 +56,125 @@ def lighting2_frame(address: int, unit: int, command: int, level: int = 0, seq: 
                   address & 0xFF, unit, command, level, rssi << 4))
 
 
+def _frame(ptype: int, subtype: int, seq: int, *body: int) -> bytes:
+    return bytes((3 + len(body), ptype, subtype, seq & 0xFF, *body))
+
+
+def _u(value: int, size: int) -> tuple[int, ...]:
+    return tuple(value.to_bytes(size, "big"))
+
+
+def _sign_magnitude(value: float, scale: int = 10) -> tuple[int, int]:
+    units = round(abs(value) * scale)
+    return (units >> 8 & 0x7F) | (0x80 if value < 0 else 0), units & 0xFF
+
+
+def _last(rssi: int, battery: int = 0) -> int:
+    return (rssi & 0x0F) << 4 | (battery & 0x0F)
+
+
+# Receive-only types (gateway_rfxtrx.remotes and .meters): each builder takes the fields of the SDK layout.
+
+def lighting3_frame(system: int, channel: int, command: int, seq: int = 0, rssi: int = 7) -> bytes:
+    return _frame(0x12, 0x00, seq, system, channel & 0xFF, channel >> 8 & 0x03, command, _last(rssi))
+
+
+def lighting4_frame(code: int, pulse: int, seq: int = 0, rssi: int = 7) -> bytes:
+    return _frame(0x13, 0x00, seq, *_u(code, 3), *_u(pulse, 2), _last(rssi))
+
+
+def lighting6_frame(address: int, group: str, unit: int, command: int, seq: int = 0, command_seq: int = 0,
+                    rssi: int = 7) -> bytes:
+    return _frame(0x15, 0x00, seq, *_u(address, 2), ord(group), unit, command, command_seq, 0, _last(rssi))
+
+
+def chime_frame(address: int, sound: int, seq: int = 0, subtype: int = 0x00, rssi: int = 7) -> bytes:
+    return _frame(0x16, subtype, seq, *_u(address, 2), sound, _last(rssi))
+
+
+def blinds1_frame(address: int, unit: int, command: int, seq: int = 0, subtype: int = 0x00, id4: int = 0,
+                  rssi: int = 7) -> bytes:
+    return _frame(0x19, subtype, seq, *_u(address, 3), (id4 & 0x0F) << 4 | (unit & 0x0F), command, _last(rssi))
+
+
+def rfy_frame(address: int, unit: int, command: int, seq: int = 0, subtype: int = 0x00, rssi: int = 7) -> bytes:
+    return _frame(0x1A, subtype, seq, *_u(address, 3), unit, command, 0, 0, 0, _last(rssi))
+
+
+def funkbus_frame(address: int, group: str, target: int, command: int, time: int = 0, seq: int = 0,
+                  subtype: int = 0x00, rssi: int = 7, battery: int = 9) -> bytes:
+    return _frame(0x1E, subtype, seq, *_u(address, 2), ord(group), target, command, time, 0, _last(rssi, battery))
+
+
+def ddxxxx_frame(address: int, unit: int, command: int, percent: int = 0, angle: int = 0, seq: int = 0,
+                 rssi: int = 7, battery: int = 9) -> bytes:
+    return _frame(0x31, 0x00, seq, *_u(address, 4), unit, command, percent, angle, _last(rssi, battery))
+
+
+def bbq_frame(address: int, food: int, bbq: int, seq: int = 0, rssi: int = 7, battery: int = 9) -> bytes:
+    return _frame(0x4E, 0x01, seq, *_u(address, 2), *_u(food, 2), *_u(bbq, 2), _last(rssi, battery))
+
+
+def temp_rain_frame(address: int, temperature: float, rain_tenths: int, seq: int = 0, rssi: int = 7,
+                    battery: int = 9) -> bytes:
+    return _frame(0x4F, 0x01, seq, *_u(address, 2), *_sign_magnitude(temperature), *_u(rain_tenths, 2),
+                  _last(rssi, battery))
+
+
+def baro_frame(address: int, pressure: int, forecast: int = 0, seq: int = 0, subtype: int = 0x01, rssi: int = 7,
+               battery: int = 9) -> bytes:
+    return _frame(0x53, subtype, seq, *_u(address, 2), *_u(pressure, 2), forecast, _last(rssi, battery))
+
+
+def current_frame(address: int, count: int, tenths: tuple[int, int, int], seq: int = 0, rssi: int = 7,
+                  battery: int = 9) -> bytes:
+    """0x59 ELEC1: three currents in tenths of an ampere."""
+    return _frame(0x59, 0x01, seq, *_u(address, 2), count, *(b for t in tenths for b in _u(t, 2)),
+                  _last(rssi, battery))
+
+
+def current_energy_frame(address: int, count: int, tenths: tuple[int, int, int], total: int, seq: int = 0,
+                         rssi: int = 7, battery: int = 9) -> bytes:
+    """0x5B ELEC4: three currents in tenths of an ampere and the 48-bit total (Wh times 223.666)."""
+    return _frame(0x5B, 0x01, seq, *_u(address, 2), count, *(b for t in tenths for b in _u(t, 2)), *_u(total, 6),
+                  _last(rssi, battery))
+
+
+def power_frame(address: int, voltage: int, centiamps: int, deciwatts: int, energy_10wh: int, pf_percent: int,
+                frequency: int, seq: int = 0, rssi: int = 7) -> bytes:
+    """0x5C ELEC5 (Revolt), in the units the meter sends."""
+    return _frame(0x5C, 0x01, seq, *_u(address, 2), voltage, *_u(centiamps, 2), *_u(deciwatts, 2),
+                  *_u(energy_10wh, 2), pf_percent, frequency, _last(rssi))
+
+
+def tic_frame(address: int, contract: int, index1: int, index2: int, power: int, state: int = 0x02, seq: int = 0,
+              rssi: int = 7, battery: int = 9) -> bytes:
+    """0x60/0x01 Cartelectronic TIC: 5-byte id, two Wh indexes, apparent power valid with state bit 1."""
+    return _frame(0x60, 0x01, seq, *_u(address, 5), contract, *_u(index1, 4), *_u(index2, 4), *_u(power, 2), state,
+                  _last(rssi, battery))
+
+
+def encoder_frame(address: int, counter1: int, counter2: int, seq: int = 0, rssi: int = 7,
+                  battery: int = 9) -> bytes:
+    return _frame(0x60, 0x02, seq, *_u(address, 4), *_u(counter1, 4), *_u(counter2, 4), 0, _last(rssi, battery))
+
+
+def linky_frame(address: int, consumed: int, produced: int, tariff: int, voltage: int, power: int, state: int = 0,
+                seq: int = 0, rssi: int = 7, battery: int = 9) -> bytes:
+    """0x60/0x03 Linky: the voltage goes on air as an offset from 200 V."""
+    return _frame(0x60, 0x03, seq, *_u(address, 4), *_u(consumed, 4), *_u(produced, 4), tariff & 0x0F,
+                  voltage - 200, *_u(power, 2), state, _last(rssi, battery))
+
+
+def rfxsensor_frame(address: int, subtype: int, value: int, seq: int = 0, rssi: int = 7) -> bytes:
+    """0x70: ``value`` is the raw 16-bit msg1/msg2 (hundredths of a degree, sign-magnitude; or mV)."""
+    return _frame(0x70, subtype, seq, address, *_u(value, 2), _last(rssi))
+
+
+def rfxmeter_frame(address: int, count: int, seq: int = 0, subtype: int = 0x00, rssi: int = 7) -> bytes:
+    return _frame(0x71, subtype, seq, *_u(address, 2), *_u(count, 4), _last(rssi))
+
+
 # ---- frames the stick itself sends ------------------------------------------------------------
 
 
