@@ -7,7 +7,7 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 TEST_PLUGINS := tests/plugins/housebus-example/
 STAMP := $(VENV)/.installed
 
-.PHONY: install test faults sites demo mosquitto chromium screenshot bench bench-sites soak check mutation clean
+.PHONY: install test faults sites demo mosquitto chromium screenshot bench bench-sites bench-decode soak check mutation clean
 
 install: $(STAMP)
 
@@ -74,6 +74,12 @@ bench: install mosquitto
 bench-sites: install mosquitto
 	$(PY) -m compileall -q gateway plugins/*/src tests/plugins
 	$(PY) bench/sites.py
+
+# Per-frame decode time of the RFXtrx decoder against pyRFXtrx's over a seeded corpus of every packet type,
+# timed and counted with callgrind (~30 s); exits 1 if housebus is slower overall.
+bench-decode: install
+	$(PY) -m compileall -q gateway plugins/*/src tests/plugins
+	$(PY) bench/decode.py
 
 # Both radios at line rate plus a command a second, sampled every 10 s; exits 1 if a target is missed.
 MINUTES ?= 30

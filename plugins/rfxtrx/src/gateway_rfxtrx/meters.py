@@ -66,9 +66,8 @@ ENERGY_DIVISOR = 223.666  # OWL totals, as for 0x5A
 
 
 def _sensor(f: bytes) -> tuple[str, int, dict[str, Any]]:
-    address = big(f[4:6])
-    dev = f"{f[1]:02x}_{f[2]:02x}_{address:04x}"
-    return dev, address, {"id": dev, "type": TYPE_NAMES[f[1]], "subtype": SUBTYPE_NAMES[f[1]][f[2]]}
+    dev = f"{f[1:3].hex('_')}_{f[4:6].hex()}"  # as packets._sensor_id: bytes.hex is the cheap way
+    return dev, f[4] << 8 | f[5], {"id": dev, "type": TYPE_NAMES[f[1]], "subtype": SUBTYPE_NAMES[f[1]][f[2]]}
 
 
 def _bbq(f: bytes) -> Reading:

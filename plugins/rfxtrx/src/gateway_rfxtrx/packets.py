@@ -313,8 +313,8 @@ def _security1(f: bytes) -> Reading:
 
 
 def _sensor_id(f: bytes) -> tuple[str, int]:
-    address = f[4] << 8 | f[5]
-    return f"{f[1]:02x}_{f[2]:02x}_{address:04x}", address
+    # "52_02_7002": bytes.hex does in C what an f-string with three format specs does at twice the cost.
+    return f"{f[1:3].hex('_')}_{f[4:6].hex()}", f[4] << 8 | f[5]
 
 
 def _temp(f: bytes) -> Reading:
@@ -423,6 +423,9 @@ _READINGS: dict[int, Callable[[bytes], Reading]] = {
 }
 
 
+_SUBTYPE_LENGTHS = meters.SUBTYPE_LENGTHS
+
+
 def _status(f: bytes) -> Status:
     long_form = f[0] == 0x14
     fw_type = f[14] if long_form else None
@@ -466,7 +469,8 @@ def decode(frame: bytes) -> Packet:
     if handler is not None:
         if sub not in SUBTYPE_NAMES[ptype]:
             raise UnknownPacketError(ptype, sub)
-        if frame[0] != meters.SUBTYPE_LENGTHS.get(ptype, {}).get(sub, frame[0]):
+        lengths = _SUBTYPE_LENGTHS.get(ptype)
+        if lengths is not None and frame[0] != lengths.get(sub, frame[0]):
             # Well-formed for its type (the framer believed it) but not this subtype's layout: pass it on raw.
             raise UnknownPacketError(ptype, sub)
         return handler(frame)
