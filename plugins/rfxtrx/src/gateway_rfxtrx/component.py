@@ -16,6 +16,7 @@ from gateway import CommandError, Component, Context, Message, SerialLink, Seria
 from gateway_rfxtrx import discovery, encoders, packets
 from gateway_rfxtrx.config import DeviceConfig, RfxtrxConfig, parse_device_id
 from gateway_rfxtrx.frames import FrameReader
+from gateway_rfxtrx.lighting4 import Lighting4Devices
 from gateway_rfxtrx.packets import LIGHTING_TYPES, Reading, TxResponse
 
 BAUDRATE = 38400
@@ -23,6 +24,7 @@ MAX_QUEUE = 32
 IDLE_PROBE = 120.0  # seconds without a byte before we ask for status to prove the stick is alive
 PROBE_EVERY = 60.0
 _ACK_KEYS = ("command", "state", "level", "brightness")
+_GROUP_COMMANDS = frozenset({"group_on", "group_off"})
 
 
 @dataclass(eq=False)
@@ -108,6 +110,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
         self._published: tuple[Any, ...] | None = None
         self._last_rx = 0.0
         self._unknown_last: tuple[bytes, float] = (b"", float("-inf"))
+        self.lighting4 = Lighting4Devices(ctx)
         for key, dev_config in self.config.devices.items():
             parsed = parse_device_id(key)
             self._add_device(key, parsed.packet_type, parsed.subtype, parsed.address, parsed.unit, dev_config)
@@ -119,6 +122,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
     def start(self) -> None:
         for dev in self.devices.values():
             self._announce(dev)
+        self.lighting4.announce()
         self.ctx.subscribe(self.ctx.topic("rfxtrx", "+", "set"), self._on_set)
         self.ctx.subscribe(self.ctx.topic("rfxtrx", "send"), self._on_send)
         self.ctx.call_every(self.config.info_interval, self._publish_info_if_changed)
@@ -127,6 +131,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
 
     def stop(self) -> None:
         self._fail_transmits("the gateway is stopping")
+        self.lighting4.stop()
 
     # ---- initialisation -------------------------------------------------------------------
 
@@ -273,10 +278,17 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
     def _reading(self, reading: Reading, frame: bytes, now: float) -> None:
         key = self.aliases.get(reading.device_id, reading.device_id)
         dev = self.devices.get(key)
+        if reading.packet_type == 0x13 and dev is None:
+            counted = self.lighting4.handle(reading, now)
+            if counted is not None:
+                self.counters.duplicates += not counted
+                return
         if dev is None:
             dev = self._add_device(key, reading.packet_type, reading.subtype, reading.address, reading.unit, None)
         # Repeats differ only in the stick's sequence counter and the signal strength.
         dedupe_key = frame[1:3] + frame[4:-1] + bytes((frame[-1] & 0x0F,))
+        if reading.packet_type == 0x13:  # Lighting4: the pulse width jitters between a remote's repeats
+            dedupe_key = frame[1:3] + frame[4:7]
         if dedupe_key == dev.last_key and now - dev.last_time < self.config.dedupe_window:
             self.counters.duplicates += 1
             return
@@ -287,6 +299,23 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
         dev.heard = True
         self._announce(dev)
         self.ctx.publish_state(dev.state_path, values)
+        if reading.packet_type == 0x11 and values.get("command") in _GROUP_COMMANDS:
+            self._group_command(dev, values)
+        elif reading.packet_type == 0x13 and dev.config is None:
+            # A code nobody declared: shown where a user looks for what the gateway cannot place, so pressing
+            # a remote tells the code to put in [rfxtrx.lighting4].
+            self.ctx.publish(self.ctx.topic("rfxtrx", "unknown"), {
+                "packet_type": "13", "subtype": f"{reading.subtype:02x}", "raw": frame.hex(),
+                "code": values["code"], "pulse": values["pulse"],
+            })
+
+    def _group_command(self, sender: KnownDevice, values: dict[str, Any]) -> None:
+        """A Lighting2 group on/off switches every unit at the remote's address: their states follow, as in
+        Home Assistant's rfxtrx integration."""
+        for dev in list(self.devices.values()):
+            if (dev is not sender and dev.packet_type == 0x11 and dev.subtype == sender.subtype
+                    and dev.address == sender.address):
+                self.ctx.publish_state(dev.state_path, {"command": values["command"], "state": values["state"]})
 
     def _unknown(self, frame: bytes, exc: packets.UnknownPacketError, now: float) -> None:
         key = frame[1:3] + frame[4:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +24,7 @@ ADDRESS_DIGITS = {0x10: 2, 0x11: 7, 0x14: 6, 0x20: 6,
 # Receive-only types whose ids end in a unit (remotes, blinds): not lighting, so no /set.
 UNIT_TYPES = LIGHTING_TYPES | {t for t, (_, unit) in remotes.ID_FORMATS.items() if unit}
 SENSOR_DIGITS = 4
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 RESERVED_NAMES = frozenset({"send", "info", "unknown", "availability"})
 
 
@@ -94,6 +96,63 @@ class DeviceConfig(ConfigModel):
         return aliases
 
 
+def _code(value: Any) -> Any:
+    """A Lighting4 code: ``"0x0a1b2c"`` or a decimal integer, 24 bits."""
+    if value is None:
+        return None
+    if isinstance(value, bool):  # an int to Python, never a code to a user
+        raise ValueError("a code is a hex string like \"0x0a1b2c\" or a decimal integer, not true/false")
+    if isinstance(value, str):
+        if not re.fullmatch(r"0[xX][0-9a-fA-F]{1,6}", value):
+            raise ValueError(f"{value!r} is not a code: write it in hex as \"0x0a1b2c\" (at most 6 digits) "
+                             "or as a decimal integer")
+        return int(value, 16)
+    if isinstance(value, int):
+        if not 0 <= value <= 0xFFFFFF:
+            raise ValueError(f"{value} does not fit the 24 bits of a Lighting4 code (0 to 16777215)")
+        return value
+    raise ValueError(f"{value!r} is not a code: a hex string like \"0x0a1b2c\" or a decimal integer")
+
+
+class Lighting4Config(ConfigModel):
+    """``[rfxtrx.lighting4.<name>]``: a PT2262/EV1527 device, told only by the code it sends."""
+
+    kind: Literal["button", "motion", "door", "switch"]
+    code: int | None = None
+    on_code: int | None = None
+    off_code: int | None = None
+    off_delay: float | None = Field(None, gt=0)  # seconds until motion/door go back to off
+
+    @field_validator("code", "on_code", "off_code", mode="before")
+    @classmethod
+    def _parse_code(cls, value: Any) -> Any:
+        return _code(value)
+
+    @model_validator(mode="after")
+    def _keys_of_kind(self) -> Lighting4Config:
+        if self.kind == "switch":
+            if self.code is not None:
+                raise ValueError("a switch has on_code and off_code, not code")
+            if self.on_code is None or self.off_code is None:
+                raise ValueError("a switch needs both on_code and off_code")
+            if self.on_code == self.off_code:
+                raise ValueError("on_code and off_code must differ")
+        else:
+            if self.code is None:
+                raise ValueError(f"a {self.kind} needs code")
+            if self.on_code is not None or self.off_code is not None:
+                raise ValueError(f"on_code and off_code are for switches; a {self.kind} has code")
+        if self.kind == "motion" and self.off_delay is None:
+            raise ValueError("a motion sensor needs off_delay (s): a PIR only sends when it sees motion")
+        if self.kind in ("button", "switch") and self.off_delay is not None:
+            raise ValueError(f"off_delay is for motion and door sensors, not a {self.kind}")
+        return self
+
+    @property
+    def codes(self) -> tuple[int, ...]:
+        return tuple(c for c in (self.code, self.on_code, self.off_code) if c is not None)
+
+
 class RfxtrxConfig(ConfigModel):
     """``[rfxtrx]``."""
 
@@ -105,6 +164,7 @@ class RfxtrxConfig(ConfigModel):
     response_timeout: float = Field(3.0, gt=0)  # for init replies
     tx_timeout: float = Field(2.0, gt=0)  # for the 0x02 response to a transmit
     devices: dict[str, DeviceConfig] = Field(default_factory=dict)
+    lighting4: dict[str, Lighting4Config] = Field(default_factory=dict)  # by name
 
     @field_validator("protocols")
     @classmethod
@@ -129,4 +189,20 @@ class RfxtrxConfig(ConfigModel):
             if topic in names:
                 raise ValueError(f"devices {names[topic]!r} and {key!r} would share the topic {topic!r}")
             names[topic] = key
+        codes: dict[int, str] = {}
+        for name, declared in self.lighting4.items():
+            where = f"lighting4.{name}"
+            if not NAME_RE.match(name):
+                raise ValueError(f"{where}: a name is a topic level: letters, digits, '_' and '-'")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"{where}: {name!r} is reserved for a topic of the plugin")
+            if name in names:
+                raise ValueError(f"{where}: device {names[name]!r} already has the topic {name!r}")
+            for code in declared.codes:
+                if code in codes:
+                    raise ValueError(f"{where}: code 0x{code:06x} is already declared by lighting4.{codes[code]}")
+                if f"13_00_{code:06x}" in seen_ids:
+                    raise ValueError(f"{where}: code 0x{code:06x} is already the device "
+                                     f"{seen_ids[f'13_00_{code:06x}']!r} in [rfxtrx.devices]")
+                codes[code] = name
         return self

@@ -191,3 +191,18 @@ def device(device_id: str, name: str, packet_type: int, subtype: int, state_topi
         manufacturer="RFXCOM",
         model=f"{TYPE_NAMES[packet_type]} {SUBTYPE_NAMES[packet_type][subtype]}",
     )
+
+
+def lighting4_entities(kind: str) -> tuple[Entity, ...]:
+    """The entity of a Lighting4 device declared by its code (``[rfxtrx.lighting4.<name>]``)."""
+    if kind == "button":
+        # HA's MQTT event entity: a press is something that happens, not a state to show; the template turns
+        # our state JSON into the {"event_type": ...} payload the entity expects.
+        return (Entity("event", "action", "Press", {
+            "event_types": ["press"], "value_template": '{"event_type": "{{ value_json.action }}"}'}),)
+    if kind == "motion":
+        return (Entity("binary_sensor", "motion", "Motion", {"device_class": "motion"}),)
+    if kind == "door":
+        return (Entity("binary_sensor", "open", "Door", {"device_class": "door"}),)
+    # A switch's remote: what it last sent, read-only (sending its codes is not supported yet).
+    return (Entity("binary_sensor", "state", "State", {"value_template": "{{ value_json.state }}"}),)
