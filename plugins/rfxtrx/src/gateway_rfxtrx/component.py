@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import CommandError, Component, Context, Message, SerialLink, SerialProtocol, Timer
-from gateway_rfxtrx import discovery, encoders, packets
+from gateway_rfxtrx import covers, discovery, encoders, packets
 from gateway_rfxtrx.config import DeviceConfig, RfxtrxConfig, parse_device_id
 from gateway_rfxtrx.frames import FrameReader
 from gateway_rfxtrx.lighting4 import Lighting4Devices
@@ -259,6 +259,11 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
                                exc_info=exc)
 
     def _frame(self, frame: bytes, now: float) -> None:
+        if covers.unknown_remote(frame):  # the stick's answer to an Rfy transmit instead of an ACK
+            pending = self.inflight
+            if pending is not None and pending.frame[1] == covers.RFY:
+                self._on_tx_response(TxResponse(frame[3], 0x01, 0xFF), covers.unknown_remote_message(pending.frame))
+                return
         try:
             packet = packets.decode(frame)
         except packets.UnknownPacketError as exc:
@@ -353,6 +358,8 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             dev.packet_type, dev.subtype, dimmable=dev.dimmable, heard=dev.heard,
             command_topic=self.ctx.topic("rfxtrx", dev.topic, "set"),
             off_delay=dev.config.off_delay if dev.config else None,
+            is_cover=dev.config is not None, cover_class=dev.config.device_class if dev.config else None,
+            tilt=dev.config is not None and dev.config.venetian is not None,
         )
         self.ctx.discover(discovery.device(dev.id, dev.topic, dev.packet_type, dev.subtype,
                                            self.ctx.topic(dev.state_path), found))
@@ -367,6 +374,14 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
 
     def _on_set(self, message: Message) -> None:
         dev = self._lookup(message.topic.rsplit("/", 2)[-2])
+        # Only configured blinds: one merely heard is someone's remote, a sender rather than a receiver.
+        if dev.packet_type in covers.TYPES and dev.config is not None and dev.unit is not None:
+            order = covers.order(dev.topic, dev.packet_type, dev.subtype, dev.address, dev.unit, dev.config.venetian,
+                                 message.text())
+            self._check_ready()
+            frame = order.frame[:3] + bytes((self._next_seq(),)) + order.frame[4:]
+            self._enqueue(Pending(frame, message.topic, dev, order.values))
+            return
         if dev.packet_type not in LIGHTING_TYPES:
             raise CommandError(f"{dev.topic} is a {packets.TYPE_NAMES[dev.packet_type]} device and takes no "
                                "commands; send raw frames to rfxtrx/send")
@@ -447,7 +462,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
                                              f"(seq {pending.seq})")
         self._send_next()
 
-    def _on_tx_response(self, response: TxResponse) -> None:
+    def _on_tx_response(self, response: TxResponse, nak: str | None = None) -> None:
         pending = self.inflight
         if pending is None or response.seq != pending.seq:
             self.counters.tx_unmatched += 1
@@ -455,7 +470,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
         self.inflight = None
         if pending.timer is not None:
             pending.timer.cancel()
-        if response.ok:
+        if response.ok and nak is None:
             self.counters.tx_acked += 1
             dev = pending.device
             if dev is not None and pending.values:
@@ -466,7 +481,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
                 self.ctx.publish_state(dev.state_path, pending.values)
         else:
             self.counters.tx_naks += 1
-            self.ctx.report_error(pending.topic, f"{response.message} (seq {response.seq})")
+            self.ctx.report_error(pending.topic, f"{nak or response.message} (seq {response.seq})")
         self._send_next()
 
     def _fail_transmits(self, why: str) -> None:

@@ -23,6 +23,7 @@ ADDRESS_DIGITS = {0x10: 2, 0x11: 7, 0x14: 6, 0x20: 6,
                   **{t: digits for t, (digits, _) in (remotes.ID_FORMATS | meters.ID_FORMATS).items()}}
 # Receive-only types whose ids end in a unit (remotes, blinds): not lighting, so no /set.
 UNIT_TYPES = LIGHTING_TYPES | {t for t, (_, unit) in remotes.ID_FORMATS.items() if unit}
+COVER_TYPES = frozenset({0x19, 0x1A, 0x31})  # the types covers.py transmits to
 SENSOR_DIGITS = 4
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 RESERVED_NAMES = frozenset({"send", "info", "unknown", "availability"})
@@ -80,6 +81,10 @@ class DeviceConfig(ConfigModel):
     aliases: list[str] = Field(default_factory=list)
     dimmable: bool | None = None  # None: learn it from a received set-level
     off_delay: float | None = Field(None, gt=0)  # seconds; motion sensors
+    # Covers (Rfy, Blinds1, DDxxxx): Home Assistant's device class, and for Rfy the Somfy venetian mode that
+    # makes short/long presses move or tilt (None: a plain blind, no tilt).
+    device_class: Literal["awning", "blind", "curtain", "shade", "shutter", "window"] | None = None
+    venetian: Literal["us", "eu"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -180,7 +185,11 @@ class RfxtrxConfig(ConfigModel):
         seen_ids: dict[str, str] = {}
         names: dict[str, str] = {}
         for key, device in self.devices.items():
-            parse_device_id(key)
+            parsed = parse_device_id(key)
+            if device.device_class is not None and parsed.packet_type not in COVER_TYPES:
+                raise ValueError(f"{key!r}: device_class is for covers (packet types 19, 1a, 31)")
+            if device.venetian is not None and parsed.packet_type != 0x1A:
+                raise ValueError(f"{key!r}: venetian is for Rfy (packet type 1a) blinds")
             for other in (key, *device.aliases):
                 if other in seen_ids:
                     raise ValueError(f"device id {other!r} is used by both {seen_ids[other]!r} and {key!r}")

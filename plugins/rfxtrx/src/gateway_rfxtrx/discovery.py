@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import Device, Entity
+from gateway_rfxtrx.config import COVER_TYPES
 from gateway_rfxtrx.packets import SUBTYPE_NAMES, TYPE_NAMES
 
 DEFAULT_OFF_DELAY = 30.0
@@ -119,10 +120,32 @@ def _on_when(commands: tuple[str, ...]) -> str:
     return f"{{{{ 'ON' if value_json.command in [{listed}] else 'OFF' }}}}"
 
 
+def cover(command_topic: str, device_class: str | None, tilt: bool) -> Entity:
+    """A blind that reports nothing: HA's default payloads, the state the gateway assumes after each ACK
+    (covers.py), no position; tilt goes through the same topic as TILT_OPEN/TILT_CLOSE."""
+    options: dict[str, Any] = {
+        "command_topic": command_topic, "payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP",
+        "state_open": "open", "state_closed": "closed", "state_stopped": "stopped",
+        # Readings heard from the device's own remote share the state topic and carry no state.
+        "value_template": "{{ value_json.state | default('') }}",
+    }
+    if device_class is not None:
+        options["device_class"] = device_class
+    if tilt:
+        # HA's MQTT cover sends a tilt position (tilt_opened_value 100, tilt_closed_value 0); the template turns
+        # it into the one command the gateway takes for each way. Tilt has no state to read back.
+        options.update(tilt_command_topic=command_topic, tilt_optimistic=True,
+                       tilt_command_template="{{ 'TILT_OPEN' if tilt_position | int > 50 else 'TILT_CLOSE' }}")
+    return Entity("cover", "cover", None, options)
+
+
 def entities(packet_type: int, subtype: int, *, dimmable: bool, heard: bool, command_topic: str,
-             off_delay: float | None = None) -> tuple[Entity, ...]:
-    """The entities of a device of this type."""
+             off_delay: float | None = None, is_cover: bool = False, cover_class: str | None = None,
+             tilt: bool = False) -> tuple[Entity, ...]:
+    """The entities of a device of this type; ``is_cover`` for a configured blind (covers.py)."""
     found: list[Entity] = []
+    if is_cover and packet_type in COVER_TYPES:
+        found.append(cover(command_topic, cover_class, tilt))
     if packet_type in (0x10, 0x11, 0x14):
         if dimmable:
             found.append(Entity("light", "light", None, {

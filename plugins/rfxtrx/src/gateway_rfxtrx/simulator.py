@@ -10,7 +10,8 @@ and ``inject`` frames themselves, so nothing depends on timing.
 For the unhappy paths a test can also make it play old firmware (short status, "wrong
 command" to start-receiver), hang (``mute``: it hears everything and answers nothing),
 hold its transmit answers until ``release`` (so commands pile up in the gateway's queue),
-and send a 0x02 answer for any sequence number (``answer_transmit``: a stale or stray ACK).
+and send a 0x02 answer for any sequence number (``answer_transmit``: a stale or stray ACK). With
+``rfy_remotes`` set it knows only those Rfy remotes and answers the others "unknown RFY remote".
 """
 
 from __future__ import annotations
@@ -213,6 +214,12 @@ def tx_response(seq: int, code: int = 0x00) -> bytes:
     return bytes((0x04, 0x02, 0x01, seq & 0xFF, code))
 
 
+def unknown_rfy_remote_frame(seq: int) -> bytes:
+    """The interface message (0x01, subtype 0x01 "unknown RFY remote") a stick answers an Rfy transmit with
+    when the remote is not registered in it."""
+    return bytes((0x0D, 0x01, 0x01, seq & 0xFF)) + bytes(10)
+
+
 class RfxtrxSimulator:
     """The device side of an RFXtrx433.
 
@@ -235,6 +242,7 @@ class RfxtrxSimulator:
         self.power = 0x1C  # +10 dBm
         self.nak_next: int | None = None  # 0x02 code to answer the next transmit with
         self.silent_next = False  # answer the next transmit with nothing at all
+        self.rfy_remotes: set[tuple[int, int]] | None = None  # registered (id, unit); None: every Rfy remote
         self.mute = False  # a hung stick: record what arrives, answer nothing
         self.old_firmware = old_firmware
         self.disconnect_on_reset = disconnect_on_reset
@@ -371,6 +379,9 @@ class RfxtrxSimulator:
                 return
             code, self.nak_next = (self.nak_next or 0), None
             reply = tx_response(seq, code)
+            if ptype == 0x1A and self.rfy_remotes is not None and len(frame) > 8 and (
+                    frame[4] << 16 | frame[5] << 8 | frame[6], frame[7]) not in self.rfy_remotes:
+                reply = unknown_rfy_remote_frame(seq)  # what the stick says instead of an ACK
             with self._cond:
                 if self._hold:
                     self._held.append(reply)
