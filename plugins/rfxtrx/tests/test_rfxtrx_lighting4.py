@@ -229,9 +229,8 @@ def test_a_switch_follows_its_on_and_off_codes(sim, start_declared, mqtt_watch, 
     mark = mqtt_watch.mark()
     start_declared(sim, DECLARED)
     config = mqtt_watch.wait_json(discovery_topic("lighting4_socket"), after=mark)
-    state = config["components"]["state"]
-    assert state["platform"] == "binary_sensor"  # read-only: sending the codes is not supported yet
-    assert "command_topic" not in state
+    state = config["components"]["switch"]
+    assert state["platform"] == "switch"  # sending the codes: test_rfxtrx_transmit_lighting4.py
 
     mark = mqtt_watch.mark()
     sim.inject(s.lighting4_frame(SOCKET_ON, 300))

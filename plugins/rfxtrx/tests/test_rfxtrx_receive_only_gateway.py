@@ -10,9 +10,7 @@ from gateway_rfxtrx import simulator as s
 
 # One frame per new type (and per Cartelectronic/RFXSensor subtype), its device id and what must be published.
 FRAMES: list[tuple[bytes, str, dict[str, Any]]] = [
-    (s.lighting3_frame(0x1, 0x004, 0x10), "12_00_1004", {"command": "on", "state": "ON"}),
     (s.lighting4_frame(0x3D090F, 320), "13_00_3d090f", {"code": "3d090f", "pulse": 320}),
-    (s.lighting6_frame(0xBEEF, "B", 2, 0x00), "15_00_beef42_2", {"command": "on", "state": "ON"}),
     (s.chime_frame(0x00A1, 0x0D, subtype=0x00), "16_00_00a1", {"sound": 13}),
     (s.blinds1_frame(0x00ABCD, 4, 0x00), "19_00_00abcd0_4", {"command": "open"}),
     (s.rfy_frame(0x0A0001, 2, 0x01), "1a_00_0a0001_2", {"command": "up"}),

@@ -132,7 +132,7 @@ def test_a_cartelectronic_frame_of_the_other_subtypes_length_is_passed_on_as_unk
 
 
 @pytest.mark.parametrize(("ptype", "subtype", "keys"), [
-    (0x12, 0x00, {"command"}), (0x13, 0x00, {"code", "pulse"}), (0x15, 0x00, {"command"}), (0x16, 0x02, {"sound"}),
+    (0x13, 0x00, {"code", "pulse"}), (0x16, 0x02, {"sound"}),
     (0x19, 0x03, {"command"}), (0x1A, 0x00, {"command"}), (0x1E, 0x01, {"command", "battery"}),
     (0x31, 0x00, {"command", "percent", "angle", "battery"}),
     (0x4E, 0x01, {"temperature_food", "temperature_bbq", "battery"}),

@@ -16,7 +16,7 @@ from gateway import CommandError, Component, Context, Message, SerialLink, Seria
 from gateway_rfxtrx import covers, discovery, encoders, packets
 from gateway_rfxtrx.config import DeviceConfig, RfxtrxConfig, parse_device_id
 from gateway_rfxtrx.frames import FrameReader
-from gateway_rfxtrx.lighting4 import Lighting4Devices
+from gateway_rfxtrx.lighting4 import Lighting4Device, Lighting4Devices
 from gateway_rfxtrx.packets import LIGHTING_TYPES, Reading, TxResponse
 
 BAUDRATE = 38400
@@ -25,6 +25,7 @@ IDLE_PROBE = 120.0  # seconds without a byte before we ask for status to prove t
 PROBE_EVERY = 60.0
 _ACK_KEYS = ("command", "state", "level", "brightness")
 _GROUP_COMMANDS = frozenset({"group_on", "group_off"})
+_SET_TYPES = LIGHTING_TYPES | {0x12, 0x15}  # lighting types /set can address (Lighting6 frames: encoders.lighting)
 
 
 @dataclass(eq=False)
@@ -43,6 +44,7 @@ class KnownDevice:
     announced: tuple[bool, bool] | None = None
     last_key: bytes = b""
     last_time: float = float("-inf")
+    command_seq: int = 0  # Lighting6 (Blyss): the cmndseqnbr of the next command to this device
 
     @property
     def state_path(self) -> str:
@@ -55,7 +57,7 @@ class Pending:
 
     frame: bytes
     topic: str  # the command topic, for errors
-    device: KnownDevice | None
+    device: KnownDevice | Lighting4Device | None
     values: dict[str, Any] | None  # state to publish once the stick ACKs
     timer: Timer | None = None
 
@@ -315,10 +317,10 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             })
 
     def _group_command(self, sender: KnownDevice, values: dict[str, Any]) -> None:
-        """A Lighting2 group on/off switches every unit at the remote's address: their states follow, as in
-        Home Assistant's rfxtrx integration."""
+        """A Lighting2 group on/off (heard) or Lighting6 one (sent) switches every unit at the remote's address
+        (Lighting6: id and group code): their states follow, as in Home Assistant's rfxtrx integration."""
         for dev in list(self.devices.values()):
-            if (dev is not sender and dev.packet_type == 0x11 and dev.subtype == sender.subtype
+            if (dev is not sender and dev.packet_type == sender.packet_type and dev.subtype == sender.subtype
                     and dev.address == sender.address):
                 self.ctx.publish_state(dev.state_path, {"command": values["command"], "state": values["state"]})
 
@@ -359,7 +361,7 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             command_topic=self.ctx.topic("rfxtrx", dev.topic, "set"),
             off_delay=dev.config.off_delay if dev.config else None,
             is_cover=dev.config is not None, cover_class=dev.config.device_class if dev.config else None,
-            tilt=dev.config is not None and dev.config.venetian is not None,
+            tilt=dev.config is not None and dev.config.venetian is not None, configured=dev.config is not None,
         )
         self.ctx.discover(discovery.device(dev.id, dev.topic, dev.packet_type, dev.subtype,
                                            self.ctx.topic(dev.state_path), found))
@@ -373,7 +375,15 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
     # ---- commands -----------------------------------------------------------------------
 
     def _on_set(self, message: Message) -> None:
-        dev = self._lookup(message.topic.rsplit("/", 2)[-2])
+        name = message.topic.rsplit("/", 2)[-2]
+        declared = self.lighting4.by_name.get(name)
+        if declared is not None:
+            l4_frame, l4_values = self.lighting4.order(declared, message.text())
+            self._check_ready()
+            self._enqueue(Pending(l4_frame[:3] + bytes((self._next_seq(),)) + l4_frame[4:], message.topic, declared,
+                                  l4_values))
+            return
+        dev = self._lookup(name)
         # Only configured blinds: one merely heard is someone's remote, a sender rather than a receiver.
         if dev.packet_type in covers.TYPES and dev.config is not None and dev.unit is not None:
             order = covers.order(dev.topic, dev.packet_type, dev.subtype, dev.address, dev.unit, dev.config.venetian,
@@ -382,25 +392,56 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             frame = order.frame[:3] + bytes((self._next_seq(),)) + order.frame[4:]
             self._enqueue(Pending(frame, message.topic, dev, order.values))
             return
-        if dev.packet_type not in LIGHTING_TYPES:
+        if dev.packet_type == 0x16 and dev.config is not None:  # configured only, as covers: a heard one is a button
+            try:
+                sound = encoders.chime_sound(message.text(), dev.config.sound,
+                                             (self.ctx.get_state(dev.state_path) or {}).get("sound"))
+            except encoders.EncodeError as exc:
+                raise CommandError(f"{dev.topic}: {exc}") from None
+            self._check_ready()
+            # No state after the ACK: a ring is an event, and the state shows what the chime's own button sent.
+            self._enqueue(Pending(encoders.chime(dev.subtype, dev.address, sound, self._next_seq()), message.topic,
+                                  dev, None))
+            return
+        if dev.packet_type == 0x1E and dev.config is not None and dev.unit is not None:  # configured, as chimes
+            payload = message.text().strip().upper()
+            try:
+                frame = encoders.funkbus(dev.subtype, dev.address, dev.unit, payload, 0)
+            except encoders.EncodeError as exc:
+                raise CommandError(f"{dev.topic}: {exc}") from None
+            self._check_ready()
+            state = {"ON": "ON", "UP": "ON", "ALL_ON": "ON", "OFF": "OFF", "DOWN": "OFF", "ALL_OFF": "OFF"}.get(payload)
+            self._enqueue(Pending(frame[:3] + bytes((self._next_seq(),)) + frame[4:], message.topic, dev,
+                                  {"command": payload.lower(), "state": state} if state else None))
+            return
+        if dev.packet_type not in _SET_TYPES:
             raise CommandError(f"{dev.topic} is a {packets.TYPE_NAMES[dev.packet_type]} device and takes no "
                                "commands; send raw frames to rfxtrx/send")
-        if dev.unit is None:  # lighting ids end in a unit (parse_device_id) and lighting frames carry one
+        if dev.unit is None and dev.packet_type != 0x12:  # Lighting3 ids hold system and channels, no unit
             raise CommandError(f"{dev.topic} has no unit number to address")
-        command, brightness = _parse_set(message)
+        group = message.text().strip().lower()
+        if dev.packet_type == 0x15 and group in _GROUP_COMMANDS:  # Blyss: every unit of the remote's group
+            command, brightness = group, None
+        else:
+            command, brightness = _parse_set(message)
         level = None
-        values: dict[str, Any] = {"command": command, "state": "OFF" if command == "off" else "ON"}
-        if brightness is not None:  # what _parse_set gives with set_level, and only then
+        values: dict[str, Any] = {"command": command, "state": "OFF" if command in ("off", "group_off") else "ON"}
+        if brightness is not None and dev.packet_type == 0x12:
+            level = encoders.lighting3_level(brightness)
+            values.update(level=level, brightness=brightness)
+        elif brightness is not None:  # what _parse_set gives with set_level, and only then
             if dev.packet_type not in packets.DIM_LEVELS or (dev.packet_type == 0x14 and dev.subtype != 0):
                 raise CommandError(f"{dev.topic} cannot dim: send ON or OFF")
             level = max(1, encoders.level_for(brightness, dev.packet_type))
             values.update(level=level, brightness=brightness)
         self._check_ready()
         try:
-            frame = encoders.lighting(dev.packet_type, dev.subtype, dev.address, dev.unit, command, level,
-                                      self._next_seq())
+            frame = encoders.lighting(dev.packet_type, dev.subtype, dev.address, dev.unit or 0, command, level,
+                                      self._next_seq(), dev.command_seq)
         except encoders.EncodeError as exc:
             raise CommandError(f"{dev.topic}: {exc}") from None
+        if dev.packet_type == 0x15:
+            dev.command_seq = (dev.command_seq + 1) % encoders.LIGHTING6_COMMAND_SEQS
         self._enqueue(Pending(frame, message.topic, dev, values))
 
     def _on_send(self, message: Message) -> None:
@@ -474,11 +515,14 @@ class Rfxtrx(Component[RfxtrxConfig], SerialProtocol):
             self.counters.tx_acked += 1
             dev = pending.device
             if dev is not None and pending.values:
-                if "brightness" in pending.values and not dev.dimmable and (
+                if isinstance(dev, KnownDevice) and "brightness" in pending.values and not dev.dimmable and (
                         dev.config is None or dev.config.dimmable is None):
                     dev.dimmable = True
                     self._announce(dev)
                 self.ctx.publish_state(dev.state_path, pending.values)
+                if isinstance(dev, KnownDevice) and dev.packet_type == 0x15 and \
+                        pending.values.get("command") in _GROUP_COMMANDS:
+                    self._group_command(dev, pending.values)
         else:
             self.counters.tx_naks += 1
             self.ctx.report_error(pending.topic, f"{nak or response.message} (seq {response.seq})")

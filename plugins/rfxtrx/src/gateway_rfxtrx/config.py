@@ -85,6 +85,7 @@ class DeviceConfig(ConfigModel):
     # makes short/long presses move or tilt (None: a plain blind, no tilt).
     device_class: Literal["awning", "blind", "curtain", "shade", "shutter", "window"] | None = None
     venetian: Literal["us", "eu"] | None = None
+    sound: int | None = Field(None, ge=0, le=0xFF)  # Chime (0x16): the sound byte PRESS sends
 
     @field_validator("name")
     @classmethod
@@ -127,6 +128,8 @@ class Lighting4Config(ConfigModel):
     on_code: int | None = None
     off_code: int | None = None
     off_delay: float | None = Field(None, gt=0)  # seconds until motion/door go back to off
+    # µs, for sending (switch, button); None: the pulse last heard from the code, else the PT2262 default
+    pulse: int | None = Field(None, ge=1, le=0xFFFF)
 
     @field_validator("code", "on_code", "off_code", mode="before")
     @classmethod
@@ -151,6 +154,8 @@ class Lighting4Config(ConfigModel):
             raise ValueError("a motion sensor needs off_delay (s): a PIR only sends when it sees motion")
         if self.kind in ("button", "switch") and self.off_delay is not None:
             raise ValueError(f"off_delay is for motion and door sensors, not a {self.kind}")
+        if self.kind in ("motion", "door") and self.pulse is not None:
+            raise ValueError(f"pulse is for switches and buttons, which the gateway sends; not a {self.kind}")
         return self
 
     @property
@@ -190,6 +195,8 @@ class RfxtrxConfig(ConfigModel):
                 raise ValueError(f"{key!r}: device_class is for covers (packet types 19, 1a, 31)")
             if device.venetian is not None and parsed.packet_type != 0x1A:
                 raise ValueError(f"{key!r}: venetian is for Rfy (packet type 1a) blinds")
+            if device.sound is not None and parsed.packet_type != 0x16:
+                raise ValueError(f"{key!r}: sound is for chimes (packet type 16)")
             for other in (key, *device.aliases):
                 if other in seen_ids:
                     raise ValueError(f"device id {other!r} is used by both {seen_ids[other]!r} and {key!r}")

@@ -84,9 +84,7 @@ TELEINFO = Entity("binary_sensor", "teleinfo_ok", "Teleinfo", {
 
 # Per receive-only type: its entities by subtype (None: every subtype), and whether it reports a battery.
 _RECEIVE_ONLY: dict[int, tuple[dict[int | None, tuple[Entity, ...]], bool]] = {
-    0x12: ({None: (COMMAND,)}, False),
     0x13: ({None: (CODE, PULSE)}, False),
-    0x15: ({None: (COMMAND,)}, False),
     0x16: ({None: (SOUND,)}, False),
     0x19: ({None: (COMMAND,)}, False),
     0x1A: ({None: (COMMAND,)}, False),
@@ -141,12 +139,19 @@ def cover(command_topic: str, device_class: str | None, tilt: bool) -> Entity:
 
 def entities(packet_type: int, subtype: int, *, dimmable: bool, heard: bool, command_topic: str,
              off_delay: float | None = None, is_cover: bool = False, cover_class: str | None = None,
-             tilt: bool = False) -> tuple[Entity, ...]:
+             tilt: bool = False, configured: bool = False) -> tuple[Entity, ...]:
     """The entities of a device of this type; ``is_cover`` for a configured blind (covers.py)."""
     found: list[Entity] = []
     if is_cover and packet_type in COVER_TYPES:
         found.append(cover(command_topic, cover_class, tilt))
-    if packet_type in (0x10, 0x11, 0x14):
+    if configured and packet_type == 0x1E:  # a configured Funkbus button: switched from Home Assistant
+        found.append(Entity("switch", "switch", None, {
+            "command_topic": command_topic, "payload_on": "ON", "payload_off": "OFF",
+            "state_on": "ON", "state_off": "OFF", "value_template": "{{ value_json.state }}",
+        }))
+    if configured and packet_type == 0x16:  # a configured chime: rung from Home Assistant
+        found.append(Entity("button", "ring", "Ring", {"command_topic": command_topic, "payload_press": "PRESS"}))
+    if packet_type in (0x10, 0x11, 0x12, 0x14, 0x15):
         if dimmable:
             found.append(Entity("light", "light", None, {
                 "schema": "json", "command_topic": command_topic, "brightness": True,
@@ -216,16 +221,21 @@ def device(device_id: str, name: str, packet_type: int, subtype: int, state_topi
     )
 
 
-def lighting4_entities(kind: str) -> tuple[Entity, ...]:
-    """The entity of a Lighting4 device declared by its code (``[rfxtrx.lighting4.<name>]``)."""
+def lighting4_entities(kind: str, command_topic: str) -> tuple[Entity, ...]:
+    """The entities of a Lighting4 device declared by its code (``[rfxtrx.lighting4.<name>]``)."""
     if kind == "button":
         # HA's MQTT event entity: a press is something that happens, not a state to show; the template turns
-        # our state JSON into the {"event_type": ...} payload the entity expects.
+        # our state JSON into the {"event_type": ...} payload the entity expects. The button beside it sends
+        # the code: the two are different things (the remote was pressed / press it from HA).
         return (Entity("event", "action", "Press", {
-            "event_types": ["press"], "value_template": '{"event_type": "{{ value_json.action }}"}'}),)
+            "event_types": ["press"], "value_template": '{"event_type": "{{ value_json.action }}"}'}),
+            Entity("button", "send", "Send", {"command_topic": command_topic, "payload_press": "PRESS"}))
     if kind == "motion":
         return (Entity("binary_sensor", "motion", "Motion", {"device_class": "motion"}),)
     if kind == "door":
         return (Entity("binary_sensor", "open", "Door", {"device_class": "door"}),)
-    # A switch's remote: what it last sent, read-only (sending its codes is not supported yet).
-    return (Entity("binary_sensor", "state", "State", {"value_template": "{{ value_json.state }}"}),)
+    # A switch: its state is what its remote or the gateway last sent (after the stick's ACK).
+    return (Entity("switch", "switch", None, {
+        "command_topic": command_topic, "payload_on": "ON", "payload_off": "OFF",
+        "state_on": "ON", "state_off": "OFF", "value_template": "{{ value_json.state }}",
+    }),)
