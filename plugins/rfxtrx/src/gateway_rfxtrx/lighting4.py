@@ -106,7 +106,8 @@ class Lighting4Devices:
             raise CommandError(f"{dev.name} takes PRESS, not {payload or 'an empty command'!r}")
         else:
             raise CommandError(f"{dev.name} is a {declared.kind} sensor and takes no commands")
-        assert code is not None  # the config validator gives each kind its codes
+        if code is None:  # the config validator gives each kind its codes: only a model built unvalidated lacks one
+            raise CommandError(f"{dev.name} has no code to send for {payload}")
         pulse = declared.pulse or self.last_pulse.get(code, encoders.PT2262_PULSE)
         if values is not None:
             values["code"] = f"{code:06x}"
