@@ -69,9 +69,9 @@ def test_a_nak_goes_to_bridge_error(chime, sim):
     assert "seq" in chime.error("byron", "PRESS", sent=True)
 
 
-@pytest.mark.parametrize("payload", ["ON", "256", "-1", ""])
-def test_a_payload_the_chime_cannot_take_sends_nothing(chime, payload):
-    assert "PRESS or a sound" in chime.error("byron", payload)
+def test_a_payload_the_chime_cannot_take_sends_nothing(chime):
+    for payload in ["ON", "256", "-1", ""]:
+        assert "PRESS or a sound" in chime.error("byron", payload), payload
 
 
 def test_a_heard_chime_button_is_not_a_chime_to_ring(sim, start, mqtt_watch, housebus_topics):

@@ -101,15 +101,15 @@ def test_a_nak_goes_to_bridge_error_and_leaves_the_state(l4, sim):
     assert "seq" in l4.error("socket", "ON", sent=True)
 
 
-@pytest.mark.parametrize(("name", "payload", "says"), [
-    ("socket", "PRESS", "ON or OFF"),
-    ("socket", "", "ON or OFF"),
-    ("socket", '{"state": "ON"}', "ON or OFF"),
-    ("doorbell", "ON", "PRESS"),
-    ("hall_pir", "ON", "takes no commands"),
-])
-def test_a_payload_the_device_cannot_take_sends_nothing(l4, name, payload, says):
-    assert says in l4.error(name, payload)
+def test_a_payload_the_device_cannot_take_sends_nothing(l4):
+    for name, payload, says in [
+        ("socket", "PRESS", "ON or OFF"),
+        ("socket", "", "ON or OFF"),
+        ("socket", '{"state": "ON"}', "ON or OFF"),
+        ("doorbell", "ON", "PRESS"),
+        ("hall_pir", "ON", "takes no commands"),
+    ]:
+        assert says in l4.error(name, payload), (name, payload)
 
 
 def test_discovery_makes_the_switch_a_switch_and_gives_the_button_a_send_button(sim, start, mqtt_watch,
