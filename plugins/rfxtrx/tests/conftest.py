@@ -129,3 +129,39 @@ def busy() -> Callable[[Rfxtrx], contextlib.AbstractContextManager[Callable[[int
             release.set()
 
     return hold
+
+
+class Commands:
+    """Commands sent as a user would, on ``<base>/rfxtrx/<name>/set``, to a started gateway and its simulated stick."""
+
+    def __init__(self, sim: RfxtrxSimulator, watch: MqttWatch, base: str) -> None:
+        self.sim, self.watch, self.base = sim, watch, base
+
+    def send(self, name: str, payload: str) -> bytes:
+        """Publish ``payload``; the frame that went on air, without its sequence number."""
+        frames = self.sim.mark()
+        self.watch.publish(f"{self.base}/rfxtrx/{name}/set", payload)
+        frame = self.sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
+        return frame[:3] + frame[4:]
+
+    def error(self, name: str, payload: str, *, sent: bool = False) -> str:
+        """Publish a payload that must fail: the error, after checking that no state was published and that
+        nothing went on air (one frame if ``sent``: the stick refused it)."""
+        frames, at = self.sim.mark(), self.watch.mark()
+        topic = f"{self.base}/rfxtrx/{name}/set"
+        self.watch.publish(topic, payload)
+        error: dict[str, str] = self.watch.wait_json(f"{self.base}/bridge/error", lambda d: d["topic"] == topic,
+                                                     after=at)
+        assert self.watch.received(f"{self.base}/rfxtrx/{name}", after=at) == []
+        assert len(self.sim.transmits(frames)) == sent
+        return error["error"]
+
+    def sent_barrier(self, at: int) -> None:
+        """Wait until the gateway's info counts the transmit: whatever it published before writing the frame has
+        then reached the broker too (one client, in order), so "no state yet" is not a race."""
+        self.watch.wait_for(f"{self.base}/rfxtrx/info", lambda m: m.json()["counters"]["tx_sent"] >= 1, after=at)
+
+
+@pytest.fixture
+def commands(sim: RfxtrxSimulator, mqtt_watch: MqttWatch, housebus_topics: Topics) -> Commands:
+    return Commands(sim, mqtt_watch, housebus_topics.base)

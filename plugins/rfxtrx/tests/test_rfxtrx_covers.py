@@ -29,37 +29,20 @@ def rf(text: str) -> bytes:
 
 
 @pytest.fixture
-def cover(sim, start, mqtt_watch, housebus_topics):
+def cover(sim, start, mqtt_watch, housebus_topics, commands):
     base = housebus_topics.base
     start(sim, devices=DEVICES)
 
     class Cover:
-        @staticmethod
-        def send(name: str, payload: str) -> bytes:
-            """Publish ``payload``; the frame that went on air (without its seq), once the stick has answered."""
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
+        send = staticmethod(commands.send)
+        error = staticmethod(commands.error)
 
         @staticmethod
         def state(name: str, payload: str) -> tuple[bytes, Any]:
             """Publish a payload that moves the blind: (the frame on air, the state published after the ACK)."""
             at = mqtt_watch.mark()
-            frame = Cover.send(name, payload)
+            frame = commands.send(name, payload)
             return frame, mqtt_watch.wait_json(f"{base}/rfxtrx/{name}", lambda d: "state" in d, after=at)
-
-        @staticmethod
-        def error(name: str, payload: str, *, sent: bool = False) -> str:
-            """Publish a payload that must fail: the error, after checking that no state was published and
-            that nothing went on air (one frame if ``sent``: the stick refused it)."""
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
 
     return Cover
 

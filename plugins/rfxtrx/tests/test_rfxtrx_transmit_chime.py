@@ -26,29 +26,9 @@ def sdk_frame(subtype: int, ident: int, sound: int) -> bytes:
 
 
 @pytest.fixture
-def chime(sim, start, mqtt_watch, housebus_topics):
-    base = housebus_topics.base
+def chime(sim, start, commands):
     start(sim, devices=DEVICES)
-
-    class Chime:
-        @staticmethod
-        def send(name: str, payload: str) -> bytes:
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
-
-        @staticmethod
-        def error(name: str, payload: str, *, sent: bool = False) -> str:
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
-
-    return Chime
+    return commands
 
 
 def test_press_rings_the_configured_sound_and_a_number_rings_that_sound(chime):

@@ -20,34 +20,22 @@ def sdk_frame(target: int, cmnd: int) -> bytes:
     return bytes((0x0B, 0x1E, 0x00, 0x3F, 0xCC, ord("C"), target, cmnd, 0x00, 0x00, 0x00))
 
 
-def sent_barrier(mqtt_watch, base: str, at: int) -> None:
-    """Wait until the gateway's info counts the transmit: whatever it published before writing the frame has
-    then reached the broker too (one client, in order), so "no state yet" is not a race."""
-    mqtt_watch.wait_for(f"{base}/rfxtrx/info", lambda m: m.json()["counters"]["tx_sent"] >= 1, after=at)
-
-
 @pytest.fixture
-def funk(sim, start, mqtt_watch, housebus_topics):
-    base = housebus_topics.base
+def funk(sim, start, commands):
     start(sim, devices=DEVICES)
 
     class Funk:
+        """The configured button ``gira`` unless told otherwise."""
+
         @staticmethod
         def send(payload: str, name: str = "gira") -> bytes:
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
+            return commands.send(name, payload)
 
         @staticmethod
         def error(payload: str, *, sent: bool = False, name: str = "gira") -> str:
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
+            return commands.error(name, payload, sent=sent)
+
+        sent_barrier = staticmethod(commands.sent_barrier)
 
     return Funk
 
@@ -58,7 +46,7 @@ def test_on_and_off_are_up_and_down_and_the_state_follows_the_ack(funk, sim, mqt
     sim.hold()
     at = mqtt_watch.mark()
     assert funk.send("ON") == sdk_frame(3, UP)
-    sent_barrier(mqtt_watch, base, at)
+    funk.sent_barrier(at)
     assert mqtt_watch.received(topic, after=at) == []  # not before the stick's ACK
     sim.release()
     assert mqtt_watch.wait_json(topic, after=at)["state"] == "ON"

@@ -23,36 +23,10 @@ def sdk_frame(system: int, channels: int, cmnd: int) -> bytes:
     return bytes((0x08, 0x12, 0x00, system, channels & 0xFF, channels >> 8, cmnd, 0x00))
 
 
-def sent_barrier(mqtt_watch, base: str, at: int) -> None:
-    """Wait until the gateway's info counts the transmit: whatever it published before writing the frame has
-    then reached the broker too (one client, in order), so "no state yet" is not a race."""
-    mqtt_watch.wait_for(f"{base}/rfxtrx/info", lambda m: m.json()["counters"]["tx_sent"] >= 1, after=at)
-
-
 @pytest.fixture
-def koppla(sim, start, mqtt_watch, housebus_topics):
-    base = housebus_topics.base
+def koppla(sim, start, commands):
     start(sim, devices=DEVICES)
-
-    class Koppla:
-        @staticmethod
-        def send(name: str, payload: str) -> bytes:
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
-
-        @staticmethod
-        def error(name: str, payload: str, *, sent: bool = False) -> str:
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
-
-    return Koppla
+    return commands
 
 
 def test_on_and_off_are_the_sdk_frames_and_the_state_follows_the_ack(koppla, sim, mqtt_watch, housebus_topics):
@@ -61,7 +35,7 @@ def test_on_and_off_are_the_sdk_frames_and_the_state_follows_the_ack(koppla, sim
     sim.hold()
     at = mqtt_watch.mark()
     assert koppla.send("koppla", "ON") == sdk_frame(3, 0x201, ON)
-    sent_barrier(mqtt_watch, base, at)
+    koppla.sent_barrier(at)
     assert mqtt_watch.received(topic, after=at) == []  # not before the stick's ACK
     sim.release()
     assert mqtt_watch.wait_json(topic, after=at)["state"] == "ON"

@@ -30,37 +30,10 @@ def sdk_frame(code: int, pulse: int) -> bytes:
     return bytes((0x09, 0x13, 0x00, code >> 16, code >> 8 & 0xFF, code & 0xFF, pulse >> 8, pulse & 0xFF, 0x00))
 
 
-def sent_barrier(mqtt_watch, base: str, at: int) -> None:
-    """Wait until the gateway's info counts the transmit: whatever it published before writing the frame has
-    then reached the broker too (one client, in order), so "no state yet" is not a race."""
-    mqtt_watch.wait_for(f"{base}/rfxtrx/info", lambda m: m.json()["counters"]["tx_sent"] >= 1, after=at)
-
-
 @pytest.fixture
-def l4(sim, start, mqtt_watch, housebus_topics):
-    base = housebus_topics.base
+def l4(sim, start, commands):
     start(sim, devices={}, lighting4=DECLARED)
-
-    class L4:
-        @staticmethod
-        def send(name: str, payload: str) -> bytes:
-            """Publish ``payload``; the frame that went on air without its seq."""
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
-
-        @staticmethod
-        def error(name: str, payload: str, *, sent: bool = False) -> str:
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
-
-    return L4
+    return commands
 
 
 def test_a_switch_sends_its_on_and_off_codes_and_its_state_follows_the_ack(l4, sim, mqtt_watch, housebus_topics):
@@ -68,7 +41,7 @@ def test_a_switch_sends_its_on_and_off_codes_and_its_state_follows_the_ack(l4, s
     sim.hold()  # the stick keeps its answer: no state may appear before the ACK
     at = mqtt_watch.mark()
     assert l4.send("socket", "ON") == sdk_frame(ON, 350)  # never heard: the PT2262 default pulse
-    sent_barrier(mqtt_watch, housebus_topics.base, at)
+    l4.sent_barrier(at)
     assert mqtt_watch.received(topic, after=at) == []  # not before the stick's ACK
     sim.release()
     assert mqtt_watch.wait_json(topic, after=at)["state"] == "ON"

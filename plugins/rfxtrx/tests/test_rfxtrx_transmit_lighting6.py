@@ -25,36 +25,10 @@ def sdk_frame(subtype: int, ident: int, group: str, unit: int, cmnd: int, cmndse
     return bytes((0x0B, 0x15, subtype, ident >> 8, ident & 0xFF, ord(group), unit, cmnd, cmndseq, 0x00, 0x00))
 
 
-def sent_barrier(mqtt_watch, base: str, at: int) -> None:
-    """Wait until the gateway's info counts the transmit: whatever it published before writing the frame has
-    then reached the broker too (one client, in order), so "no state yet" is not a race."""
-    mqtt_watch.wait_for(f"{base}/rfxtrx/info", lambda m: m.json()["counters"]["tx_sent"] >= 1, after=at)
-
-
 @pytest.fixture
-def blyss(sim, start, mqtt_watch, housebus_topics):
-    base = housebus_topics.base
+def blyss(sim, start, commands):
     start(sim, devices=DEVICES)
-
-    class Blyss:
-        @staticmethod
-        def send(name: str, payload: str) -> bytes:
-            frames = sim.mark()
-            mqtt_watch.publish(f"{base}/rfxtrx/{name}/set", payload)
-            frame = sim.wait_frame(lambda f: f[1] >= 0x10, after=frames)
-            return frame[:3] + frame[4:]
-
-        @staticmethod
-        def error(name: str, payload: str, *, sent: bool = False) -> str:
-            frames, at = sim.mark(), mqtt_watch.mark()
-            topic = f"{base}/rfxtrx/{name}/set"
-            mqtt_watch.publish(topic, payload)
-            error = mqtt_watch.wait_json(f"{base}/bridge/error", lambda d: d["topic"] == topic, after=at)
-            assert mqtt_watch.received(f"{base}/rfxtrx/{name}", after=at) == []
-            assert len(sim.transmits(frames)) == sent
-            return error["error"]
-
-    return Blyss
+    return commands
 
 
 def test_on_and_off_are_the_sdk_frames_and_the_state_follows_the_ack(blyss, sim, mqtt_watch, housebus_topics):
@@ -62,7 +36,7 @@ def test_on_and_off_are_the_sdk_frames_and_the_state_follows_the_ack(blyss, sim,
     sim.hold()
     at = mqtt_watch.mark()
     assert blyss.send("blyss_a2", "ON") == sdk_frame(0x00, 0xBEEF, "A", 2, ON, 0)
-    sent_barrier(mqtt_watch, housebus_topics.base, at)
+    blyss.sent_barrier(at)
     assert mqtt_watch.received(topic, after=at) == []  # not before the stick's ACK
     sim.release()
     assert mqtt_watch.wait_json(topic, after=at)["state"] == "ON"
